@@ -1,0 +1,92 @@
+"""Reading JSON Lines and JSON arrays into records, with errors that name the file, line and field.
+
+This is the read edge of the package; appending to run files is store.py's job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from selfinstruct.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def first_error(err: ValidationError) -> tuple[str, str]:
+    """The first pydantic error as (dotted field path, message)."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "record"
+    msg = e["msg"].removeprefix("Value error, ")
+    return loc, msg
+
+
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) from a JSONL file or a JSON array file.
+
+    For a JSON array the line is where the element starts, so errors still point somewhere useful.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        raise InputError(path, "file is empty", line=1)
+    if text.lstrip().startswith("["):
+        yield from _iter_array(path, text)
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=n) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+        yield n, obj
+
+
+def _iter_array(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    decoder = json.JSONDecoder()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
+    # Recover each element's starting line by re-scanning: cheap next to parsing, and errors need it.
+    pos, line_starts = text.index("[") + 1, []
+    for _ in data:
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        line_starts.append(text.count("\n", 0, pos) + 1)
+        _, pos = decoder.raw_decode(text, pos)
+    for n, obj in zip(line_starts, data, strict=True):
+        if not isinstance(obj, dict):
+            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+        yield n, obj
+
+
+def parse_record(model: type[M], obj: dict, path: str | Path, line: int) -> M:
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        field, msg = first_error(e)
+        raise InputError(path, msg, line=line, field=field) from None
+
+
+def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
+    for line, obj in iter_json_objects(path):
+        yield parse_record(model, obj, path, line)
+
+
+def dumps(record: BaseModel | dict) -> str:
+    """One JSONL line (no newline). Non-ASCII kept as is: files stay readable."""
+    obj = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+    return json.dumps(obj, ensure_ascii=False)

@@ -1,0 +1,81 @@
+"""The LLM interface: requests in, one completion per request out, in input order (STYLE rule 12).
+
+Engine settings live with each backend; sampling settings live in `Sampling`, per request. This module
+knows nothing of tasks, filters or files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Sampling(BaseModel):
+    """How to sample one request. Validated on creation, immutable afterwards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0.0, description="Softmax temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")
+    max_tokens: int = Field(256, ge=1, description="Most new tokens per completion.")
+    stop: tuple[str, ...] = Field((), description="Strings that end a completion (not included in the text).")
+    n: int = Field(1, ge=1, description="Completions per request.")
+    seed: int | None = Field(None, description="Per-request seed, for reproducible sampling.")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style presence penalty.")
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style frequency penalty.")
+
+
+class Request(BaseModel):
+    """Chat `messages` (rendered with the model's chat template) or a raw `prompt`, never both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = ""
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt: str | None = None
+    sampling: Sampling = Field(default_factory=Sampling)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Request:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a Request needs exactly one of `messages` or `prompt`")
+        return self
+
+
+class Completion(BaseModel):
+    """The result of one request: n texts with their finish reasons, token counts, or an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = ""
+    texts: list[str] = Field(default_factory=list)
+    finish_reasons: list[str | None] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.finish_reasons[0] if self.finish_reasons else None
+
+
+class Backend(Protocol):
+    """What the loop needs from a model server. `generate` never raises for one bad request:
+    that request's Completion carries the error. It raises only when the whole backend is unusable."""
+
+    name: str
+    model: str
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
+
+    def close(self) -> None: ...
