@@ -1,0 +1,286 @@
+"""The bootstrap loop: sample in-context tasks, generate, parse, filter, admit, generate instances, stop.
+
+Self-Instruct mode runs as a three-stage pipeline inside every round. One `generate` call carries
+    - instance requests for tasks classified last round,
+    - classification requests for instructions admitted last round,
+    - new instruction requests filling the rest of the round,
+so the engine always sees a full batch, never a thin tail of one stage (vLLM's throughput on CPU and GPU alike
+depends on batch occupancy). Alpaca mode asks for complete examples in one request and filters them at once.
+
+Every candidate ends as an accepted task or a reject with stage, reason and evidence; nothing is dropped.
+This module never opens files: `store.RunStore` does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from selfinstruct import parse, prompts
+from selfinstruct.config import Recipe
+from selfinstruct.filters import FilterChain
+from selfinstruct.llm.base import Backend, Completion, Request, Sampling
+from selfinstruct.schema import Reject, Task, content_id
+from selfinstruct.stats import Stats
+from selfinstruct.store import RunStore
+
+
+class BackendDown(Exception):
+    """Raised through the loop when the backend cannot serve at all; the caller records it and stops."""
+
+
+@dataclass
+class RoundReport:
+    """What one round did, for progress displays and the manifest."""
+
+    round: int
+    requests: int
+    accepted: int
+    rejected: int
+    accepted_total: int
+    target: int
+    completion_tokens: int
+    generate_s: float
+    seconds: float
+    rejects_by_reason: dict[str, int]
+
+
+@dataclass
+class LoopState:
+    round: int = 0
+    requests: int = 0
+    idle_rounds: int = 0
+    machine: list[Task] = field(default_factory=list)  # accepted machine tasks, for in-context sampling
+    pending_classify: list[Task] = field(default_factory=list)
+    pending_instances: list[Task] = field(default_factory=list)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending_classify) + len(self.pending_instances)
+
+
+def request_seed(loop_seed: int, rnd: int, i: int) -> int:
+    """A distinct, reproducible sampling seed per request."""
+    return (loop_seed * 1_000_003 + rnd * 10_007 + i) % (2**31 - 1)
+
+
+def _reject(stage: str, reason: str, rnd: int, *, raw: str = "", record: dict | None = None, **evidence) -> Reject:
+    key = raw or (str(record) if record else "")
+    return Reject(
+        id=content_id("r", str(rnd), stage, reason, key, str(evidence.get("index", ""))),
+        stage=stage, reason=reason, evidence=evidence, raw=raw, record=record, round=rnd,
+    )
+
+
+def _for_record(task: Task) -> Task:
+    """Accepted tasks keep their evidence but not the raw completion (that matters for rejects only)."""
+    meta = {k: v for k, v in task.meta.items() if k != "raw"}
+    return task.model_copy(update={"meta": meta})
+
+
+class Bootstrap:
+    """One run of the loop over an open store. `run()` returns the stop reason."""
+
+    def __init__(
+        self, recipe: Recipe, backend: Backend, chain: FilterChain, store: RunStore, seeds: Sequence[Task], *,
+        style: prompts.Style, state: LoopState | None = None, on_round: Callable[[RoundReport], None] | None = None,
+    ):
+        self.recipe, self.backend, self.chain, self.store = recipe, backend, chain, store
+        self.loop, self.sampling = recipe.loop, recipe.sampling
+        self.seeds = list(seeds)
+        self.style = style
+        self.state = state or LoopState()
+        self.on_round = on_round
+        self.stats = Stats()
+        # Instance prompts show seeds of the same kind as layout examples.
+        self._shots = {
+            flag: [s for s in self.seeds if s.instances and bool(s.is_classification) == flag] or
+            [s for s in self.seeds if s.instances]
+            for flag in (True, False)
+        }
+
+    # ------------------------------------------------------------------ stopping
+    def accepted(self) -> int:
+        return self.store.counts["accepted"]
+
+    def stop_reason(self) -> str | None:
+        if self.accepted() >= self.loop.target and self.state.in_flight == 0:
+            return "target_reached"
+        if self.loop.max_rounds is not None and self.state.round >= self.loop.max_rounds:
+            return "max_rounds"
+        if self.loop.max_requests is not None and self.state.requests >= self.loop.max_requests:
+            return "max_requests"
+        if self.loop.patience is not None and self.state.idle_rounds >= self.loop.patience:
+            return "no_progress"
+        return None
+
+    def run(self) -> str:
+        while (reason := self.stop_reason()) is None:
+            self.step()
+        if self.state.in_flight:  # stopped by a budget: what was still in the pipeline is recorded, not dropped
+            rnd = self.state.round
+            left = self.state.pending_classify + self.state.pending_instances
+            self.state.pending_classify, self.state.pending_instances = [], []
+            self.store.append(rejects=[
+                _reject("loop", "loop_stopped_in_flight", rnd, raw=t.meta.get("raw", ""), record=t.model_dump(), stop=reason)
+                for t in left
+            ])
+        return reason
+
+    # ------------------------------------------------------------------ one round
+    def step(self) -> RoundReport:
+        st, t0 = self.state, time.perf_counter()
+        st.round += 1
+        rnd = st.round
+        budget = self.loop.round_size
+        if self.loop.max_requests is not None:
+            budget = min(budget, self.loop.max_requests - st.requests)
+        plan: list[tuple[str, object]] = []
+        requests: list[Request] = []
+
+        def add(kind: str, ref: object, prompt, sampling: Sampling) -> None:
+            sampling = sampling.model_copy(update={"seed": request_seed(self.loop.seed, rnd, len(requests))})
+            key = "messages" if isinstance(prompt, tuple) else "prompt"
+            requests.append(Request(id=f"{rnd}-{len(requests)}", sampling=sampling, **{key: prompt}))
+            plan.append((kind, ref))
+
+        if self.loop.mode == "self_instruct":
+            for task in self._take(st.pending_instances, budget):
+                shots = self._shots[bool(task.is_classification)][: self.loop.instance_shots]
+                add("instances", task, prompts.instance_prompt(task, shots, bool(task.is_classification), self.style),
+                    self.sampling.instances)
+            for task in self._take(st.pending_classify, budget - len(requests)):
+                add("classify", task, prompts.classify_prompt(task.instruction, self.style), self.sampling.classify)
+        rng = random.Random(self.loop.seed * 1_000_003 + rnd)
+        for i in range(self._new_requests(budget - len(requests))):
+            if self.loop.mode == "self_instruct":
+                add("instructions", i, prompts.instruction_prompt(self._in_context(rng), self.loop.new_per_request,
+                                                                  self.style), self.sampling.instructions)
+            else:
+                shots = rng.sample(self._shots[False] + self._shots[True], self.loop.alpaca_in_context)
+                add("examples", i, prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
+                    self.sampling.instructions)
+
+        with self.stats.timer("generate"):
+            completions = self.backend.generate(requests) if requests else []
+        g = time.perf_counter() - t0
+        st.requests += len(requests)
+        tokens = sum(c.completion_tokens for c in completions)
+        self.stats.count("requests", len(requests))
+        self.stats.count("prompt_tokens", sum(c.prompt_tokens for c in completions))
+        self.stats.count("completion_tokens", tokens)
+
+        accepted, rejects = self._handle(rnd, plan, completions)
+        with self.stats.timer("write"):
+            n_acc, _ = self.store.append(accepted, rejects)
+        st.machine.extend(accepted)
+        st.idle_rounds = 0 if n_acc else st.idle_rounds + 1
+        by_reason: dict[str, int] = {}
+        for r in rejects:
+            by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+        report = RoundReport(rnd, len(requests), n_acc, len(rejects), self.accepted(), self.loop.target, tokens, g,
+                             time.perf_counter() - t0, by_reason)
+        if self.on_round:
+            self.on_round(report)
+        return report
+
+    @staticmethod
+    def _take(queue: list[Task], n: int) -> list[Task]:
+        taken = queue[: max(0, n)]
+        del queue[: len(taken)]
+        return taken
+
+    def _new_requests(self, room: int) -> int:
+        """How many new instruction/example requests to send: none once accepted + in flight covers the target."""
+        missing = self.loop.target - self.accepted() - self.state.in_flight
+        if missing <= 0 or room <= 0:
+            return 0
+        # Few candidates survive the filters with small models, so fill the round rather than asking for just
+        # `missing`; the quota in _admit keeps the run from overshooting the target.
+        return room if missing > self.loop.new_per_request else min(room, max(1, math.ceil(missing / 2)))
+
+    def _in_context(self, rng: random.Random) -> list[Task]:
+        n_machine = min(self.loop.in_context_machine, len(self.state.machine))
+        n_seed = min(len(self.seeds), self.loop.in_context_seeds + self.loop.in_context_machine - n_machine)
+        shown = rng.sample(self.seeds, n_seed) + rng.sample(self.state.machine, n_machine)
+        rng.shuffle(shown)
+        return shown
+
+    # ------------------------------------------------------------------ completions -> records
+    def _handle(self, rnd: int, plan, completions: list[Completion]) -> tuple[list[Task], list[Reject]]:
+        rejects: list[Reject] = []
+        candidates: list[Task] = []
+        with_instances: list[Task] = []
+        for (kind, ref), comp in zip(plan, completions, strict=True):
+            if not comp.ok:
+                record = ref.model_dump() if isinstance(ref, Task) else None
+                rejects.append(_reject("llm", "llm_error", rnd, record=record, error=comp.error, request=comp.request_id))
+                continue
+            truncated = comp.finish_reason == "length"
+            with self.stats.timer("parse"):
+                if kind == "instructions":
+                    items = parse.parse_list(comp.text, first_number=self._first_number(), truncated=truncated)
+                    if not items:
+                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="numbered list"))
+                    candidates += [self._candidate(it.text, rnd, comp.text, it.complete) for it in items]
+                elif kind == "examples":
+                    pairs = parse.parse_examples(comp.text, truncated=truncated)
+                    if not pairs:
+                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="examples"))
+                    for instr, inst in pairs:
+                        task = self._candidate(instr, rnd, comp.text, True)
+                        candidates.append(task.model_copy(update={"instances": [inst]}))
+                elif kind == "classify":
+                    label = parse.parse_yes_no(comp.text)
+                    if label is None:  # a task is not thrown away over an unclear yes/no: default, and say so
+                        self.stats.count("classify_unclear")
+                    meta = {**ref.meta, "classify_raw": comp.text.strip()[:80]}
+                    self.state.pending_instances.append(ref.model_copy(update={"is_classification": bool(label), "meta": meta}))
+                else:  # instances
+                    insts = parse.parse_instances(comp.text, output_first=bool(ref.is_classification), truncated=truncated)
+                    if not insts:
+                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, record=ref.model_dump(),
+                                               expected="instances"))
+                        continue
+                    with_instances.append(ref.model_copy(update={"instances": insts[: self.loop.max_instances],
+                                                                 "meta": {**ref.meta, "raw_instances": comp.text}}))
+        accepted: list[Task] = []
+        with self.stats.timer("filter"):
+            if self.loop.mode == "alpaca":
+                kept, rej = self.chain.check(candidates, round=rnd)
+                rejects += rej
+                accepted += self._admit(kept, rnd, rejects)
+            else:
+                kept, rej = self.chain.check_instructions(candidates, round=rnd)
+                rejects += rej
+                self.state.pending_classify += self._admit(kept, rnd, rejects, finishing=len(with_instances))
+                kept, rej = self.chain.check_instances(with_instances, round=rnd)
+                rejects += rej
+                accepted += kept
+        return [_for_record(t) for t in accepted], rejects
+
+    def _first_number(self) -> int | None:
+        """Raw prompts end with the next number, so the completion starts inside that item."""
+        if self.style != "raw":
+            return None
+        return self.loop.in_context_seeds + self.loop.in_context_machine + 1
+
+    @staticmethod
+    def _candidate(instruction: str, rnd: int, raw: str, complete: bool) -> Task:
+        meta = {"raw": raw, "finish_reason": "stop" if complete else "length"}
+        return Task(id=content_id("t", instruction), instruction=instruction, provenance="generated", round=rnd, meta=meta)
+
+    def _admit(self, kept: list[Task], rnd: int, rejects: list[Reject], finishing: int = 0) -> list[Task]:
+        """Admit up to the target; passing candidates beyond it are recorded, not silently dropped.
+        `finishing` counts tasks of this round still on their way to acceptance."""
+        room = self.loop.target - self.accepted() - self.state.in_flight - finishing
+        over = kept[max(0, room):]
+        rejects += [
+            _reject("loop", "loop_over_target", rnd, raw=t.meta.get("raw", ""), record=t.model_dump(),
+                    target=self.loop.target, accepted=self.accepted(), index=i)
+            for i, t in enumerate(over)
+        ]
+        return kept[: max(0, room)]

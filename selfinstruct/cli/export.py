@@ -1,0 +1,30 @@
+"""`selfinstruct export`: a run's accepted tasks in a training format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from selfinstruct.cli.app import app, console, fail
+from selfinstruct.export import FORMATS
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run directory (or a tasks.jsonl)."),
+    fmt: str = typer.Option("alpaca", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.json or .jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Export accepted tasks as alpaca, messages (chat) or self-instruct records."""
+    from selfinstruct.export import export as do_export
+
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    n = do_export(run, fmt, out)
+    if as_json:
+        print(json.dumps({"rows": n, "format": fmt, "out": str(out)}))
+    else:
+        console.print(f"wrote {n} {fmt} rows to [bold]{out}[/]")

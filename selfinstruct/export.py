@@ -1,0 +1,66 @@
+"""Accepted tasks -> training formats: alpaca (JSON array or JSONL), messages (chat JSONL that TRL and axolotl
+read), self-instruct (task JSONL). Every output loads with `datasets.load_dataset("json", data_files=...)`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from selfinstruct.errors import InputError
+from selfinstruct.schema import Example, Task
+from selfinstruct.store import TASKS, read_jsonl
+
+Format = Literal["alpaca", "messages", "self-instruct"]
+FORMATS: tuple[str, ...] = ("alpaca", "messages", "self-instruct")
+
+
+def read_tasks(source: str | Path) -> list[Task]:
+    """Tasks from a run directory (its tasks.jsonl) or a task JSONL file."""
+    path = Path(source)
+    file = path / TASKS if path.is_dir() else path
+    if not file.exists():
+        raise InputError(file, "no such file (expected a run directory or its tasks.jsonl)")
+    return list(read_jsonl(file, Task))
+
+
+def user_text(example: Example) -> str:
+    """The user turn: the instruction, then the input (if any) after a blank line."""
+    return f"{example.instruction}\n\n{example.input}" if example.input.strip() else example.instruction
+
+
+def rows(tasks: Iterable[Task], fmt: Format) -> list[dict]:
+    if fmt == "self-instruct":
+        return [
+            {"id": t.id, "instruction": t.instruction, "instances": [{"input": i.input, "output": i.output} for i in t.instances],
+             "is_classification": bool(t.is_classification)}
+            for t in tasks
+        ]
+    examples = [e for t in tasks for e in t.examples()]
+    if fmt == "alpaca":
+        return [{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]
+    if fmt == "messages":
+        return [
+            {"messages": [{"role": "user", "content": user_text(e)}, {"role": "assistant", "content": e.output}]}
+            for e in examples
+        ]
+    raise ValueError(f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def export(source: str | Path, fmt: Format, out: str | Path) -> int:
+    """Write `out` atomically; alpaca goes to a JSON array unless `out` ends in .jsonl. Returns rows written."""
+    data = rows(read_tasks(source), fmt)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        if fmt == "alpaca" and out.suffix != ".jsonl":
+            json.dump(data, f, ensure_ascii=False, indent=1)
+        else:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
+    return len(data)

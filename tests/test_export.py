@@ -1,0 +1,50 @@
+"""Exports load with datasets.load_dataset("json"). Run: pytest tests/test_export.py"""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from selfinstruct.cli import app
+from selfinstruct.schema import Instance, Task
+from selfinstruct.store import RunStore
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    with RunStore.open(run) as s:
+        s.append([
+            Task(id="a", instruction="Add the numbers.", instances=[Instance(input="2 and 3", output="5"),
+                                                                     Instance(input="1 and 1", output="2")]),
+            Task(id="b", instruction="Name a colour.", instances=[Instance(output="Teal")], is_classification=False),
+        ])
+    return run
+
+
+@pytest.mark.parametrize("fmt, name, rows", [("alpaca", "a.json", 3), ("alpaca", "a.jsonl", 3),
+                                             ("messages", "m.jsonl", 3), ("self-instruct", "s.jsonl", 2)])
+def test_export_loads_with_datasets(run_dir, tmp_path, fmt, name, rows):
+    import datasets
+
+    out = tmp_path / name
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--format", fmt, "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["rows"] == rows
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    assert len(ds) == rows
+    if fmt == "messages":
+        assert ds[0]["messages"] == [{"role": "user", "content": "Add the numbers.\n\n2 and 3"},
+                                     {"role": "assistant", "content": "5"}]
+    if fmt == "alpaca":
+        assert ds[2] == {"instruction": "Name a colour.", "input": "", "output": "Teal"}
+
+
+def test_export_rejects_unknown_format(run_dir, tmp_path):
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--format", "csv", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "--format must be one of" in res.output and "Traceback" not in res.output
+
+
+def test_export_of_missing_run_is_clear(tmp_path):
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 1 and "no such file" in res.output

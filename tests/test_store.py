@@ -1,0 +1,66 @@
+"""The run directory: append-only, deduplicated by id, torn tails repaired. Run: pytest tests/test_store.py"""
+
+import json
+
+from selfinstruct.schema import Instance, Reject, RunManifest, Task
+from selfinstruct.store import REJECTS, TASKS, TORN, RunStore, repair_torn_tail
+
+
+def _task(i: int) -> Task:
+    return Task(id=f"t{i}", instruction=f"Do thing number {i}.", instances=[Instance(output=str(i))], provenance="generated")
+
+
+def _rej(i: int, reason: str = "rouge_too_similar") -> Reject:
+    return Reject(id=f"r{i}", stage=reason.split("_")[0], reason=reason, evidence={"score": 0.8}, raw=f"raw {i}")
+
+
+def test_append_counts_and_dedupes(tmp_path):
+    with RunStore.open(tmp_path) as s:
+        assert s.append([_task(1), _task(2)], [_rej(1)]) == (2, 1)
+        assert s.append([_task(2), _task(3)], [_rej(1), _rej(2, "minhash_near_duplicate")]) == (1, 1)
+    with RunStore.open(tmp_path) as s:
+        assert [t.id for t in s.tasks()] == ["t1", "t2", "t3"]
+        assert s.counts == {"accepted": 3, "rejected": 2, "rejected_rouge_too_similar": 1,
+                            "rejected_minhash_near_duplicate": 1}
+
+
+def test_lines_are_never_rewritten(tmp_path):
+    with RunStore.open(tmp_path) as s:
+        s.append([_task(1)])
+    before = (tmp_path / TASKS).read_bytes()
+    with RunStore.open(tmp_path) as s:
+        s.append([_task(2)])
+    assert (tmp_path / TASKS).read_bytes().startswith(before)
+
+
+def test_torn_tail_is_cut_and_kept(tmp_path):
+    with RunStore.open(tmp_path) as s:
+        s.append([_task(1), _task(2)], [_rej(1)])
+    whole = (tmp_path / TASKS).read_bytes()
+    with open(tmp_path / TASKS, "ab") as f:
+        f.write(b'{"id": "t3", "instruction": "half a li')
+    with RunStore.open(tmp_path) as s:
+        assert [r.file for r in s.repairs] == [TASKS]
+        assert s.repairs[0].bytes_cut == len(b'{"id": "t3", "instruction": "half a li')
+        assert [t.id for t in s.tasks()] == ["t1", "t2"]
+        s.append([_task(3)])
+    assert (tmp_path / TASKS).read_bytes().startswith(whole)
+    assert json.loads((tmp_path / TORN).read_text())["fragment"].startswith('{"id": "t3"')
+    assert all(json.loads(line) for line in (tmp_path / TASKS).read_text().splitlines())
+
+
+def test_repair_of_a_file_that_is_one_torn_line(tmp_path):
+    p = tmp_path / REJECTS
+    p.write_text('{"id": "r1"')
+    rep = repair_torn_tail(p)
+    assert rep.bytes_cut == 11 and p.read_bytes() == b""
+    assert repair_torn_tail(p) is None
+
+
+def test_manifest_replaced_atomically(tmp_path):
+    with RunStore.open(tmp_path) as s:
+        m = RunManifest(name="x", created="a", updated="b", config={}, config_hash="h", model="m", backend="vllm")
+        s.write_manifest(m)
+        s.write_manifest(m.model_copy(update={"stop_reason": "target_reached"}))
+        assert s.manifest().stop_reason == "target_reached"
+    assert not list(tmp_path.glob("*.tmp"))
