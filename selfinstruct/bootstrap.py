@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 
 from selfinstruct import parse, prompts
 from selfinstruct.config import Recipe
+from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend, Completion, Request, Sampling
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
-
-
-class BackendDown(Exception):
-    """Raised through the loop when the backend cannot serve at all; the caller records it and stops."""
 
 
 @dataclass
@@ -53,12 +50,19 @@ class LoopState:
     round: int = 0
     requests: int = 0
     idle_rounds: int = 0
+    finished: int = 0  # tasks that went through the instance stage (kept or not), for the yield estimate
     machine: list[Task] = field(default_factory=list)  # accepted machine tasks, for in-context sampling
+    reserve: list[Task] = field(default_factory=list)  # admitted instructions not yet needed for the target
     pending_classify: list[Task] = field(default_factory=list)
     pending_instances: list[Task] = field(default_factory=list)
 
+    def instance_yield(self, accepted: int) -> float:
+        """Share of tasks that survive the instance stage, with a prior of one in two."""
+        return (accepted + 1) / (self.finished + 2)
+
     @property
     def in_flight(self) -> int:
+        """Tasks on their way to acceptance (the reserve is not: it waits until it is needed)."""
         return len(self.pending_classify) + len(self.pending_instances)
 
 
@@ -77,7 +81,7 @@ def _reject(stage: str, reason: str, rnd: int, *, raw: str = "", record: dict | 
 
 def _for_record(task: Task) -> Task:
     """Accepted tasks keep their evidence but not the raw completion (that matters for rejects only)."""
-    meta = {k: v for k, v in task.meta.items() if k != "raw"}
+    meta = {k: v for k, v in task.meta.items() if k not in ("raw", "raw_instances")}
     return task.model_copy(update={"meta": meta})
 
 
@@ -96,9 +100,11 @@ class Bootstrap:
         self.on_round = on_round
         self.stats = Stats()
         # Instance prompts show seeds of the same kind as layout examples.
+        self._complete = [s for s in self.seeds if s.instances]
+        if not self._complete:
+            raise SelfInstructError("the seed tasks have no instances: instance and Alpaca prompts need examples")
         self._shots = {
-            flag: [s for s in self.seeds if s.instances and bool(s.is_classification) == flag] or
-            [s for s in self.seeds if s.instances]
+            flag: [s for s in self._complete if bool(s.is_classification) == flag] or self._complete
             for flag in (True, False)
         }
 
@@ -120,14 +126,16 @@ class Bootstrap:
     def run(self) -> str:
         while (reason := self.stop_reason()) is None:
             self.step()
-        if self.state.in_flight:  # stopped by a budget: what was still in the pipeline is recorded, not dropped
-            rnd = self.state.round
-            left = self.state.pending_classify + self.state.pending_instances
-            self.state.pending_classify, self.state.pending_instances = [], []
-            self.store.append(rejects=[
-                _reject("loop", "loop_stopped_in_flight", rnd, raw=t.meta.get("raw", ""), record=t.model_dump(), stop=reason)
-                for t in left
-            ])
+        # Admitted but never finished (the target was met or a budget ran out): recorded, not dropped.
+        st, left = self.state, []
+        for where in ("reserve", "pending_classify", "pending_instances"):
+            left += [(where, t) for t in getattr(st, where)]
+            setattr(st, where, [])
+        self.store.append(rejects=[
+            _reject("loop", "loop_unfinished", st.round, raw=t.meta.get("raw", ""), record=t.model_dump(),
+                    stop=reason, waiting_in=where)
+            for where, t in left
+        ])
         return reason
 
     # ------------------------------------------------------------------ one round
@@ -141,26 +149,34 @@ class Bootstrap:
         plan: list[tuple[str, object]] = []
         requests: list[Request] = []
 
-        def add(kind: str, ref: object, prompt, sampling: Sampling) -> None:
-            sampling = sampling.model_copy(update={"seed": request_seed(self.loop.seed, rnd, len(requests))})
-            key = "messages" if isinstance(prompt, tuple) else "prompt"
-            requests.append(Request(id=f"{rnd}-{len(requests)}", sampling=sampling, **{key: prompt}))
+        def add(kind: str, ref: object, prompt: prompts.Prompt, sampling: Sampling) -> None:
+            sampling = sampling.model_copy(update={
+                "seed": request_seed(self.loop.seed, rnd, len(requests)),
+                "stop": tuple(dict.fromkeys(sampling.stop + prompt.stop)),
+            })
+            key = "messages" if isinstance(prompt.content, tuple) else "prompt"
+            requests.append(Request(id=f"{rnd}-{len(requests)}", sampling=sampling, **{key: prompt.content}))
             plan.append((kind, ref))
 
+        # Move admitted instructions from the reserve into the pipeline only as far as the target needs them,
+        # allowing for the share that the instance stage will still reject.
+        st.pending_classify += self._take(st.reserve, self._wanted() - st.in_flight)
         if self.loop.mode == "self_instruct":
             for task in self._take(st.pending_instances, budget):
                 shots = self._shots[bool(task.is_classification)][: self.loop.instance_shots]
-                add("instances", task, prompts.instance_prompt(task, shots, bool(task.is_classification), self.style),
-                    self.sampling.instances)
+                add("instances", task, prompts.instance_prompt(task, shots, bool(task.is_classification), self.style,
+                                                               n_examples=self.loop.max_instances), self.sampling.instances)
             for task in self._take(st.pending_classify, budget - len(requests)):
                 add("classify", task, prompts.classify_prompt(task.instruction, self.style), self.sampling.classify)
         rng = random.Random(self.loop.seed * 1_000_003 + rnd)
         for i in range(self._new_requests(budget - len(requests))):
             if self.loop.mode == "self_instruct":
-                add("instructions", i, prompts.instruction_prompt(self._in_context(rng), self.loop.new_per_request,
-                                                                  self.style), self.sampling.instructions)
+                shown = self._in_context(rng)
+                # ref: the number the model continues from (raw prompts end with it)
+                add("instructions", len(shown) + 1,
+                    prompts.instruction_prompt(shown, self.loop.new_per_request, self.style), self.sampling.instructions)
             else:
-                shots = rng.sample(self._shots[False] + self._shots[True], self.loop.alpaca_in_context)
+                shots = rng.sample(self._complete, min(self.loop.alpaca_in_context, len(self._complete)))
                 add("examples", i, prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
                     self.sampling.instructions)
 
@@ -194,13 +210,18 @@ class Bootstrap:
         return taken
 
     def _new_requests(self, room: int) -> int:
-        """How many new instruction/example requests to send: none once accepted + in flight covers the target."""
-        missing = self.loop.target - self.accepted() - self.state.in_flight
-        if missing <= 0 or room <= 0:
-            return 0
-        # Few candidates survive the filters with small models, so fill the round rather than asking for just
-        # `missing`; the quota in _admit keeps the run from overshooting the target.
-        return room if missing > self.loop.new_per_request else min(room, max(1, math.ceil(missing / 2)))
+        """New instruction/example requests: fill the round while the target still needs tasks and the reserve
+        is empty. A full batch costs little more than a thin one on vLLM, and extras wait in the reserve."""
+        st = self.state
+        missing = self._wanted() - st.in_flight - len(st.reserve)
+        return max(0, room) if missing > 0 else 0
+
+    def _wanted(self) -> int:
+        """Tasks to have in the pipeline so that, at the observed instance-stage yield, the target is met."""
+        if self.loop.mode == "alpaca":
+            return self.loop.target - self.accepted()
+        missing = self.loop.target - self.accepted()
+        return math.ceil(missing / self.state.instance_yield(self.accepted())) if missing > 0 else 0
 
     def _in_context(self, rng: random.Random) -> list[Task]:
         n_machine = min(self.loop.in_context_machine, len(self.state.machine))
@@ -222,12 +243,14 @@ class Bootstrap:
             truncated = comp.finish_reason == "length"
             with self.stats.timer("parse"):
                 if kind == "instructions":
-                    items = parse.parse_list(comp.text, first_number=self._first_number(), truncated=truncated)
+                    first = ref if self.style == "raw" else None  # raw prompts end with the next number
+                    items = parse.parse_list(comp.text, first_number=first, truncated=truncated)
                     if not items:
                         rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="numbered list"))
                     candidates += [self._candidate(it.text, rnd, comp.text, it.complete) for it in items]
                 elif kind == "examples":
-                    pairs = parse.parse_examples(comp.text, truncated=truncated)
+                    text = f"Instruction:{comp.text}" if self.style == "raw" else comp.text  # prompt ended there
+                    pairs = parse.parse_examples(text, truncated=truncated)
                     if not pairs:
                         rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="examples"))
                     for instr, inst in pairs:
@@ -242,6 +265,7 @@ class Bootstrap:
                 else:  # instances
                     insts = parse.parse_instances(comp.text, output_first=bool(ref.is_classification), truncated=truncated)
                     if not insts:
+                        self.state.finished += 1
                         rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, record=ref.model_dump(),
                                                expected="instances"))
                         continue
@@ -252,35 +276,18 @@ class Bootstrap:
             if self.loop.mode == "alpaca":
                 kept, rej = self.chain.check(candidates, round=rnd)
                 rejects += rej
-                accepted += self._admit(kept, rnd, rejects)
+                accepted += kept  # complete already; a last round may pass the target by its own yield
             else:
                 kept, rej = self.chain.check_instructions(candidates, round=rnd)
                 rejects += rej
-                self.state.pending_classify += self._admit(kept, rnd, rejects, finishing=len(with_instances))
+                self.state.reserve += kept
+                self.state.finished += len(with_instances)
                 kept, rej = self.chain.check_instances(with_instances, round=rnd)
                 rejects += rej
                 accepted += kept
         return [_for_record(t) for t in accepted], rejects
 
-    def _first_number(self) -> int | None:
-        """Raw prompts end with the next number, so the completion starts inside that item."""
-        if self.style != "raw":
-            return None
-        return self.loop.in_context_seeds + self.loop.in_context_machine + 1
-
     @staticmethod
     def _candidate(instruction: str, rnd: int, raw: str, complete: bool) -> Task:
         meta = {"raw": raw, "finish_reason": "stop" if complete else "length"}
         return Task(id=content_id("t", instruction), instruction=instruction, provenance="generated", round=rnd, meta=meta)
-
-    def _admit(self, kept: list[Task], rnd: int, rejects: list[Reject], finishing: int = 0) -> list[Task]:
-        """Admit up to the target; passing candidates beyond it are recorded, not silently dropped.
-        `finishing` counts tasks of this round still on their way to acceptance."""
-        room = self.loop.target - self.accepted() - self.state.in_flight - finishing
-        over = kept[max(0, room):]
-        rejects += [
-            _reject("loop", "loop_over_target", rnd, raw=t.meta.get("raw", ""), record=t.model_dump(),
-                    target=self.loop.target, accepted=self.accepted(), index=i)
-            for i, t in enumerate(over)
-        ]
-        return kept[: max(0, room)]

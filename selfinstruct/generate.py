@@ -69,8 +69,7 @@ def prompt_style(recipe: Recipe) -> prompts.Style:
 
 def _identity(recipe: Recipe, seed_hashes: dict[str, str]) -> dict:
     """What decides the data: checked on resume."""
-    return {"config": data_view(recipe.model_dump(mode="json")), "prompts": prompts.template_hashes(),
-            "seeds": seed_hashes}
+    return {**data_view(recipe.model_dump(mode="json")), "prompts": prompts.template_hashes(), "seeds": seed_hashes}
 
 
 def generate(
@@ -118,6 +117,11 @@ def generate(
             config["_forced_changes"] = [*(old.config.get("_forced_changes", []) if old else []),
                                          {"time": _now(), "changes": forced}]
 
+        def current_readmissions() -> list:
+            # Re-read each time: `selfinstruct readmit` may have recorded one while this run was going.
+            now = store.manifest()
+            return now.readmitted if now else []
+
         def manifest(stop_reason: str | None, loop: Bootstrap | None) -> RunManifest:
             total = carried + loop.stats if loop else carried
             loop_counts = {k: v for k, v in total.counts.items() if k in LOOP_COUNTERS}
@@ -129,7 +133,7 @@ def generate(
                 counts={**dict(store.counts), **loop_counts},
                 timings={k: round(v, 3) for k, v in total.timings.items()},
                 tokens={k: loop_counts.get(k, 0) for k in ("prompt_tokens", "completion_tokens")},
-                rounds=state.round, stop_reason=stop_reason, readmitted=old.readmitted if old else [],
+                rounds=state.round, stop_reason=stop_reason, readmitted=current_readmissions(),
             )
 
         store.write_manifest(manifest(None, None))

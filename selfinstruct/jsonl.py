@@ -25,10 +25,11 @@ def first_error(err: ValidationError) -> tuple[str, str]:
     return loc, msg
 
 
-def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
+def iter_json_objects(path: str | Path, *, bad_lines: list[InputError] | None = None) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) from a JSONL file or a JSON array file.
 
     For a JSON array the line is where the element starts, so errors still point somewhere useful.
+    With `bad_lines`, a malformed JSONL line is appended there and skipped instead of raised.
     """
     path = Path(path)
     try:
@@ -47,10 +48,19 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
             continue
         try:
             obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
         except json.JSONDecodeError as e:
-            raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=n) from None
-        if not isinstance(obj, dict):
-            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+            err = InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=n)
+            if bad_lines is None:
+                raise err from None
+            bad_lines.append(err)
+            continue
+        except InputError as err:
+            if bad_lines is None:
+                raise
+            bad_lines.append(err)
+            continue
         yield n, obj
 
 
@@ -61,11 +71,14 @@ def _iter_array(path: Path, text: str) -> Iterator[tuple[int, dict]]:
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
     # Recover each element's starting line by re-scanning: cheap next to parsing, and errors need it.
-    pos, line_starts = text.index("[") + 1, []
+    # Newlines are counted from the previous element only, so the scan stays linear in the file size.
+    pos, prev, line, line_starts = text.index("[") + 1, 0, 1, []
     for _ in data:
         while text[pos] in " \t\r\n,":
             pos += 1
-        line_starts.append(text.count("\n", 0, pos) + 1)
+        line += text.count("\n", prev, pos)
+        prev = pos
+        line_starts.append(line)
         _, pos = decoder.raw_decode(text, pos)
     for n, obj in zip(line_starts, data, strict=True):
         if not isinstance(obj, dict):

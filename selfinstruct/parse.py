@@ -91,10 +91,11 @@ def _fields(block: str) -> dict[str, str]:
     """Field name -> value for one block; a value runs until the next field name. The first of a name wins."""
     out: dict[str, str] = {}
     matches = list(_FIELD.finditer(block))
-    for m, nxt in zip(matches, matches[1:] + [None], strict=True):
+    ends = [m.start() for m in matches[1:]] + [len(block)]
+    for m, end in zip(matches, ends, strict=False):  # no matches: nothing to pair
         name = m.group("name").lower()
         name = _ALIASES.get(name, name)
-        value = block[m.end(): nxt.start() if nxt else len(block)]
+        value = block[m.end():end]
         if name not in out:
             out[name] = _EMPHASIS.sub("", value).strip()
     return out

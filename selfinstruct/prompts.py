@@ -9,6 +9,7 @@ This module knows nothing of the model or of files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from selfinstruct.schema import Task, sha256
@@ -80,24 +81,40 @@ def template_hashes() -> dict[str, str]:
 NONE_INPUT = "<none>"
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """What to send: raw text or chat messages, plus the stop strings that end this kind of answer."""
+
+    content: str | tuple[dict[str, str], ...]
+    stop: tuple[str, ...] = ()
+
+
 def _messages(text: str) -> tuple[dict[str, str], ...]:
     return ({"role": "user", "content": text},)
 
 
-def instruction_prompt(examples: Sequence[Task], n_new: int, style: Style) -> str | tuple[dict[str, str], ...]:
-    """Numbered in-context tasks; the model continues from number len(examples)+1."""
-    listing = "\n".join(f"{i}. {t.instruction.strip()}" for i, t in enumerate(examples, start=1))
+def instruction_prompt(examples: Sequence[Task], n_new: int, style: Style) -> Prompt:
+    """Numbered in-context tasks; the model continues from number len(examples)+1.
+    Stops after the n_new-th new item, or at a blank line (the list is over)."""
+    listing = "\n".join(f"{i}. {_one_line(t.instruction)}" for i, t in enumerate(examples, start=1))
     start = len(examples) + 1
+    end = start + n_new - 1
+    stop = (f"\n{end + 1}.", "\n\n")
     if style == "raw":
-        return f"{INSTRUCTIONS_HEAD}\n\n{listing}\n{start}."
-    ask = INSTRUCTIONS_ASK.format(n=n_new, start=start, end=start + n_new - 1)
-    return _messages(f"{INSTRUCTIONS_HEAD}\n\n{listing}\n\n{ask}")
+        return Prompt(f"{INSTRUCTIONS_HEAD}\n\n{listing}\n{start}.", stop)
+    ask = INSTRUCTIONS_ASK.format(n=n_new, start=start, end=end)
+    return Prompt(_messages(f"{INSTRUCTIONS_HEAD}\n\n{listing}\n\n{ask}"), stop[:1])
 
 
-def classify_prompt(instruction: str, style: Style) -> str | tuple[dict[str, str], ...]:
+def _one_line(text: str) -> str:
+    """A multi-line instruction shown in a numbered list would read as several items."""
+    return " ".join(text.split())
+
+
+def classify_prompt(instruction: str, style: Style) -> Prompt:
     shots = "\n\n".join(f"Task: {t}\nClassification: {'Yes' if y else 'No'}" for t, y in CLASSIFY_SHOTS)
-    body = f"{CLASSIFY_HEAD}\n\n{shots}\n\nTask: {instruction.strip()}\nClassification:"
-    return body if style == "raw" else _messages(body)
+    body = f"{CLASSIFY_HEAD}\n\n{shots}\n\nTask: {_one_line(instruction)}\nClassification:"
+    return Prompt(body, ("\n",)) if style == "raw" else Prompt(_messages(body))
 
 
 def _render_instance(inst_input: str, output: str, output_first: bool) -> str:
@@ -108,8 +125,8 @@ def _render_instance(inst_input: str, output: str, output_first: bool) -> str:
 
 
 def instance_prompt(
-    task: Task, shots: Sequence[Task], output_first: bool, style: Style
-) -> str | tuple[dict[str, str], ...]:
+    task: Task, shots: Sequence[Task], output_first: bool, style: Style, *, n_examples: int = 3
+) -> Prompt:
     """Show how shot tasks' instances look, then ask for examples of `task` in the same layout."""
     head = INSTANCES_OUTPUT_FIRST if output_first else INSTANCES_INPUT_FIRST
     blocks = []
@@ -117,10 +134,12 @@ def instance_prompt(
         inst = shot.instances[0]
         blocks.append(f"Task: {shot.instruction.strip()}\nExample 1\n{_render_instance(inst.input, inst.output, output_first)}")
     body = f"{head}\n\n" + "\n\n".join(blocks) + f"\n\nTask: {task.instruction.strip()}\nExample 1\n"
-    return body if style == "raw" else _messages(body.rstrip())
+    # The next "Task:" line means the model has moved on to inventing another task; past n examples, enough.
+    stop = ("\nTask:", f"Example {n_examples + 1}")
+    return Prompt(body, stop) if style == "raw" else Prompt(_messages(body.rstrip()), stop)
 
 
-def alpaca_prompt(examples: Sequence[Task], n_new: int, style: Style) -> str | tuple[dict[str, str], ...]:
+def alpaca_prompt(examples: Sequence[Task], n_new: int, style: Style) -> Prompt:
     shown = []
     for i, t in enumerate(examples, start=1):
         inst = t.instances[0]
@@ -129,7 +148,8 @@ def alpaca_prompt(examples: Sequence[Task], n_new: int, style: Style) -> str | t
             f"Input: {inst.input.strip() or NONE_INPUT}\nOutput: {inst.output.strip()}"
         )
     start = len(examples) + 1
+    stop = (f"### Example {start + n_new}",)
     body = f"{ALPACA_HEAD}\n\n" + "\n\n".join(shown)
     if style == "raw":
-        return f"{body}\n\n### Example {start}\nInstruction:"
-    return _messages(f"{body}\n\n{ALPACA_ASK.format(start=start, end=start + n_new - 1)}")
+        return Prompt(f"{body}\n\n### Example {start}\nInstruction:", stop)
+    return Prompt(_messages(f"{body}\n\n{ALPACA_ASK.format(start=start, end=start + n_new - 1)}"), stop)

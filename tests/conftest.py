@@ -37,5 +37,6 @@ def vllm_backend(embedded_model):
     from selfinstruct.llm.vllm_engine import VLLMBackend
 
     backend = VLLMBackend(str(embedded_model), enforce_eager=True, max_model_len=2048, seed=0)
+    assert backend.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill is False
     yield backend
     backend.close()

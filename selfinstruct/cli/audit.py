@@ -1,0 +1,137 @@
+"""`selfinstruct audit`: what the filters threw away and why, as tables, one JSON object or an HTML page."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from selfinstruct.cli.app import app, console, err_console
+
+# Model text is data: shown as plain rich Text (never parsed as markup), with terminal control characters
+# (ANSI escapes included) replaced so a completion cannot restyle or move the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value, limit: int = 240) -> Text:
+    s = "–" if value is None else _CONTROL.sub("\ufffd", str(value))
+    return Text(s if len(s) <= limit else s[: limit - 1] + "…")
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def score(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _table(title: str, columns: list[str], numeric: frozenset[int] = frozenset()) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if i in numeric else "left", overflow="fold")
+    return table
+
+
+def print_summary(s: dict) -> None:
+    t = s["totals"]
+    head = Text(f"{s['kind']} {s['source']}: ", style="bold")
+    head.append(
+        f"{t['accepted']} accepted, {t['rejected']} rejected, {t['readmitted']} readmitted "
+        f"(acceptance {pct(t['acceptance'])})"
+    )
+    console.print(head)
+    sel = {k: v for k, v in s["selection"].items() if v is not None and k != "limit"}
+    if sel:
+        console.print(plain("rejects selected by " + ", ".join(f"--{k} {v}" for k, v in sel.items())))
+
+    table = _table("rejects by stage", ["stage", "rejects", "share", "readmitted"], frozenset({1, 2, 3}))
+    for r in s["by_stage"]:
+        table.add_row(plain(r["stage"]), str(r["count"]), pct(r["share"]), str(r["readmitted"]))
+    console.print(table)
+    cols = ["stage", "reason", "rejects", "share", "readmitted"]
+    table = _table("rejects by reason", cols, frozenset({2, 3, 4}))
+    for r in s["by_reason"]:
+        table.add_row(
+            plain(r["stage"]), plain(r["reason"]), str(r["count"]), pct(r["share"]), str(r["readmitted"])
+        )
+    console.print(table)
+    cols = ["round", "accepted", "rejected", "readmitted", "acceptance"]
+    table = _table("acceptance per round", cols, frozenset(range(5)))
+    for r in s["rounds"]:
+        table.add_row(
+            "–" if r["round"] is None else str(r["round"]),
+            str(r["accepted"]), str(r["rejected"]), str(r["readmitted"]), pct(r["acceptance"]),
+        )  # fmt: skip
+    console.print(table)
+    if s["blockers"]:
+        cols = ["pool instruction", "id", "blocked", "reasons", "max score"]
+        table = _table("pool instructions that block the most candidates", cols, frozenset({2, 4}))
+        for b in s["blockers"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in b["reasons"].items())
+            table.add_row(
+                plain(b["neighbour"]), plain(b["neighbour_id"]), str(b["count"]), plain(reasons),
+                score(b["max_score"]),
+            )  # fmt: skip
+        console.print(table)
+    for g in s["samples"]:
+        title = f"{g['stage']} / {g['reason']}: {len(g['rejects'])} of {g['count']}"
+        if any(x["neighbour"] for x in g["rejects"]):
+            cols = ["id", "candidate", "nearest pool instruction", "score", "round"]
+            table = _table(title, cols, frozenset({3, 4}))
+            for x in g["rejects"]:
+                n = x["neighbour"] or {}
+                table.add_row(
+                    plain(x["id"]), plain(x["instruction"] or x["raw"]), plain(n.get("text") or n.get("id")),
+                    score(n.get("score")), plain(x["round"]),
+                )  # fmt: skip
+        else:
+            table = _table(title, ["id", "instruction / raw text", "evidence", "round"], frozenset({3}))
+            for x in g["rejects"]:
+                evidence = json.dumps(x["evidence"], ensure_ascii=False)
+                table.add_row(
+                    plain(x["id"]), plain(x["instruction"] or x["raw"], 160), plain(evidence, 160),
+                    plain(x["round"]),
+                )  # fmt: skip
+        console.print(table)
+    if s["readmitted"]:
+        cols = ["reject", "stage / reason", "instruction", "by", "time"]
+        table = _table("readmitted (counted as accepted)", cols)
+        for r in s["readmitted"]:
+            table.add_row(
+                plain(r["reject_id"]), plain(f"{r['stage']} / {r['reason']}"), plain(r["instruction"]),
+                plain(r["by"]), plain(r["time"]),
+            )  # fmt: skip
+        console.print(table)
+
+
+@app.command()
+def audit(
+    run: Annotated[Path, typer.Argument(help="A run directory (generate) or a filter output directory.")],
+    stage: Annotated[str | None, typer.Option(help="Only rejects of this stage (parse, rouge, ...).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only rejects with this reason code.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Samples per reason, and pool instructions listed.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (selfinstruct.audit/1).")
+    ] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report here.")] = None,
+) -> None:
+    """Rejects by stage and reason, acceptance per round, the pool instructions that block most, samples."""
+    from selfinstruct.audit import audit as do_audit
+    from selfinstruct.report import render
+
+    summary = do_audit(run, stage=stage, reason=reason, limit=limit)
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render(summary), encoding="utf-8")
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print_summary(summary)
+    if html is not None:  # stdout holds exactly the JSON object under --json
+        (err_console if as_json else console).print(Text(f"wrote {html}"))

