@@ -33,12 +33,13 @@ readmitted, never as rejected; its task is in tasks.jsonl, so it is counted as a
                   "neighbour": {"id", "text": str|null, "score": float|null} | null}
     readmitted    [{"reject_id", "task_id", "stage", "reason", "by", "time", "instruction": str|null}]
     histograms    {"rouge_max": {"edges": [21 floats 0..1], "accepted": [20 int], "rejected": [20 int],
-                                 "threshold": float|null},
+                                 "threshold": float|null, "accepted_below_floor": int},
                    "instruction_words": {"edges": [0, 5, .., 155], "accepted": [31 int],
                                          "rejected": [31 int]}}
                   whole run. rouge_max: each record's highest ROUGE-L F against the pool (accepted tasks'
                   meta.rouge_max, ROUGE-L rejects' evidence.score); bin i is [edges[i], edges[i+1]), the last
-                  bin includes 1.0. instruction_words: words per instruction; the last bin also holds >= 150.
+                  bin includes 1.0; accepted_below_floor counts kept tasks whose maximum the filter only
+                  bounded (below its report floor), which are not binned. instruction_words: words per instruction; the last bin also holds >= 150.
 
 `--stage` and `--reason` select the rejects shown in by_stage, by_reason, blockers and samples; totals, rounds
 and histograms always describe the whole run.
@@ -73,6 +74,7 @@ class Accepted:
     round: int | None = None
     rouge_max: float | None = None
     provenance: str = "generated"
+    below_floor: bool = False  # the filter only knows the highest ROUGE-L is under its report floor
 
 
 @dataclass
@@ -118,7 +120,9 @@ def load_run(root: str | Path) -> AuditInput:
     pool = _seed_text(manifest.seeds.get("path") if manifest else None)
     pool.update({t.id: t.instruction for t in tasks})
     accepted = [
-        Accepted(t.id, t.instruction, t.round, _score(t.meta.get("rouge_max")), t.provenance) for t in tasks
+        Accepted(t.id, t.instruction, t.round, _score(t.meta.get("rouge_max")), t.provenance,
+                 bool((t.meta.get("rouge_max") or {}).get("below")))
+        for t in tasks
     ]
     return AuditInput(str(root), kind, accepted, rejects, manifest.readmitted if manifest else [], pool)
 
@@ -163,6 +167,8 @@ def _seed_text(path: Any) -> dict[str, str]:
 
 def _score(value: Any) -> float | None:
     if isinstance(value, dict):
+        if value.get("below"):  # only a bound (the true maximum is under the filter's report floor): not binned
+            return None
         value = value.get("score")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -345,6 +351,7 @@ def _histograms(inp: AuditInput, live: list[Reject], overruled: list[Reject]) ->
             "accepted": _bin_scores(acc_scores),
             "rejected": _bin_scores(rej_scores),
             "threshold": next((t for t in thresholds if t is not None), None),
+            "accepted_below_floor": sum(a.below_floor for a in inp.accepted),
         },
         "instruction_words": {
             "edges": word_edges,

@@ -18,7 +18,7 @@ from selfinstruct.config import Recipe, data_view, diff
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend
-from selfinstruct.schema import RunManifest, sha256, stable_json
+from selfinstruct.schema import RunManifest, Task, content_id, sha256, stable_json
 from selfinstruct.seeds import input_files, load_tasks
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
@@ -67,6 +67,17 @@ def prompt_style(recipe: Recipe) -> prompts.Style:
     return "chat" if has_template else "raw"
 
 
+def to_complete(tasks: list[Task]) -> list[Task]:
+    """Readmitted instruction-level rejects have no instances yet: queue them for classification and instances.
+    The completed task gets its own id (lines are never rewritten) and names the one it completes."""
+    done = {t.meta.get("completes") for t in tasks}
+    return [
+        t.model_copy(update={"id": content_id("t", t.instruction, "completed"), "meta": {**t.meta, "completes": t.id}})
+        for t in tasks
+        if t.provenance == "readmitted" and not t.instances and t.id not in done
+    ]
+
+
 def _identity(recipe: Recipe, seed_hashes: dict[str, str]) -> dict:
     """What decides the data: checked on resume."""
     return {**data_view(recipe.model_dump(mode="json")), "prompts": prompts.template_hashes(), "seeds": seed_hashes}
@@ -102,7 +113,7 @@ def generate(
         chain = FilterChain(recipe.filters)
         chain.add(seeds)
         chain.add(machine)
-        state = LoopState(round=old.rounds if old else 0, machine=machine)
+        state = LoopState(round=old.rounds if old else 0, machine=machine, pending_classify=to_complete(machine))
         if old:
             on_note(f"resuming {out}: {len(machine)} accepted, round {state.round}")
         created = old.created if old else _now()

@@ -52,7 +52,7 @@ def _generate(recipe: Recipe, root: Path, note) -> dict:
 
 
 def _filter(recipe: Recipe, root: Path, note) -> dict:
-    from selfinstruct.filters.run import filter_file
+    from selfinstruct.filters.dataset import filter_file
 
     out = root / "filter"
     shutil.rmtree(out, ignore_errors=True)  # an interrupted pass starts over: it takes seconds

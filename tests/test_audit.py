@@ -360,7 +360,7 @@ def test_json_schema(tmp_path):
     )
     h = s["histograms"]
     assert set(h) == SCHEMA_KEYS["histograms"]
-    assert set(h["rouge_max"]) == {"edges", "accepted", "rejected", "threshold"}
+    assert set(h["rouge_max"]) == {"edges", "accepted", "rejected", "threshold", "accepted_below_floor"}
     assert len(h["rouge_max"]["edges"]) == 21 and len(h["rouge_max"]["accepted"]) == 20
     assert set(h["instruction_words"]) == {"edges", "accepted", "rejected"}
     assert h["instruction_words"]["edges"][:3] == [0, 5, 10] and len(h["instruction_words"]["rejected"]) == 31

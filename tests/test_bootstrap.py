@@ -123,3 +123,31 @@ def test_in_context_sampling_is_seeded():
     assert draw(0, 1) != draw(0, 2) and draw(0, 1) != draw(1, 1)
     shown = draw(0, 1)
     assert len(shown) == 8 and sum(i.startswith("m") for i in shown) == 2
+
+
+@pytest.mark.vllm
+def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, vllm_backend, tmp_path):
+    import shutil
+
+    from selfinstruct.filters import FilterChain
+    from selfinstruct.readmit import readmit
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run[0], out)
+    rejects = [Reject.model_validate_json(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    chosen = next(r for r in rejects if r.stage in ("rouge", "heuristics") and r.record and not r.record["instances"])
+    readmit(out, [chosen.id], by="test")
+    m = generate(small(**{"loop.max_rounds": finished_run[1].rounds + 2, "loop.target": 100}), out, backend=vllm_backend)
+    assert [r.reject_id for r in m.readmitted] == [chosen.id]
+    tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
+    assert sum(t.id == chosen.record["id"] for t in tasks) == 1  # in the pool once
+    # the completion went through classification and instance generation: accepted, or rejected with a reason
+    later = tasks + [Task.model_validate(r.record) for r in
+                     (Reject.model_validate_json(x) for x in (out / "rejects.jsonl").read_text().splitlines())
+                     if r.record and "instruction" in r.record and r.round and r.round > finished_run[1].rounds]
+    assert any(t.meta.get("completes") == chosen.record["id"] for t in later)
+    # the pool a resume rebuilds contains it: the same instruction now scores 1.0 against the pool
+    chain = FilterChain(small().filters)
+    chain.add(tasks)
+    _, rej = chain.check_instructions([Task(id="x", instruction=chosen.record["instruction"], provenance="generated")])
+    assert rej and rej[0].reason == "rouge_too_similar" and rej[0].evidence["score"] == 1.0

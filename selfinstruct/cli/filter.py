@@ -1,0 +1,105 @@
+"""`selfinstruct filter`: run the filter chain over an existing dataset, writing kept and rejected records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.errors import SelfInstructError
+
+STAGES = ("heuristics", "minhash", "rouge")
+
+
+@app.command("filter")
+def filter_command(
+    input: Annotated[
+        Path, typer.Argument(help="Alpaca JSON array, JSONL of examples, or Self-Instruct tasks.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for kept.jsonl and rejects.jsonl.")],
+    filters: Annotated[str, typer.Option(help="Comma-separated stages to run, in chain order.")] = ",".join(
+        STAGES
+    ),
+    rouge_threshold: Annotated[
+        float | None, typer.Option(help="Reject when ROUGE-L F > this [default: 0.7].")
+    ] = None,
+    minhash_threshold: Annotated[
+        float | None, typer.Option(help="Near-duplicate at estimated Jaccard >= this [default: 0.8].")
+    ] = None,
+    skip_bad_lines: Annotated[
+        bool, typer.Option(help="Record malformed lines as `malformed` rejects instead of stopping.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the counts.")] = False,
+) -> None:
+    """Filter a dataset in input order: heuristics, MinHash near-duplicates, exact ROUGE-L novelty."""
+    from pydantic import ValidationError
+
+    from selfinstruct.filters import FilterConfig
+    from selfinstruct.filters.dataset import filter_file
+    from selfinstruct.jsonl import first_error
+
+    config, notes = _config(filters, rouge_threshold, minhash_threshold)
+    try:
+        resolved = FilterConfig.model_validate(config)
+    except ValidationError as e:
+        raise SelfInstructError("filter config: {}: {}".format(*first_error(e))) from None
+    if not as_json:
+        console.print(f"[bold]filters[/]: {', '.join(notes)}")
+    bar = progress = None
+    if not as_json and err_console.is_terminal:
+        from rich.progress import Progress
+
+        bar = Progress(console=err_console, transient=True)
+        job = bar.add_task("filtering", total=None)
+        bar.start()
+
+        def progress(n: int) -> None:
+            bar.update(job, completed=n)
+
+    try:
+        summary = filter_file(input, out, resolved, skip_bad_lines=skip_bad_lines, progress=progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if as_json:
+        print(json.dumps({"input": str(input), "out": str(out), **summary.as_dict(), "config": config}))
+        return
+    title = f"{summary.records} records: {summary.kept} kept, {summary.rejected} rejected"
+    table = Table(title=title + (f", {summary.malformed} malformed" if summary.malformed else ""))
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for reason, n in summary.reasons.most_common():
+        table.add_row(reason, str(n))
+    console.print(table)
+    console.print(f"wrote {out / 'kept.jsonl'} and {out / 'rejects.jsonl'}")
+
+
+def _config(filters: str, rouge: float | None, minhash: float | None) -> tuple[dict, list[str]]:
+    """The FilterConfig as a dict, and one note per stage saying which values came from the command line."""
+    names = [s.strip() for s in filters.split(",") if s.strip()]
+    if not names or any(s not in STAGES for s in names):
+        raise SelfInstructError(
+            f"`--filters` must be a comma-separated subset of {', '.join(STAGES)}, got {filters!r}"
+        )
+    for flag, value, stage in (
+        ("--rouge-threshold", rouge, "rouge"),
+        ("--minhash-threshold", minhash, "minhash"),
+    ):
+        if value is not None and stage not in names:
+            raise SelfInstructError(f"`{flag}` needs the {stage} filter, but --filters is {filters!r}")
+    config: dict = {"heuristics": {} if "heuristics" in names else None, "minhash": None, "rouge": None}
+    notes = ["heuristics (defaults)"] if "heuristics" in names else []
+    if "minhash" in names:
+        config["minhash"] = {} if minhash is None else {"threshold": minhash}
+        notes.append(
+            "minhash " + ("threshold=0.8 (default)" if minhash is None else f"threshold={minhash} (set)")
+        )
+    if "rouge" in names:
+        # kept.jsonl keeps input records as they are: rouge_max has nowhere to go, so skip its wider search.
+        config["rouge"] = {"report_floor": None} | ({} if rouge is None else {"threshold": rouge})
+        notes.append("rouge " + ("threshold=0.7 (default)" if rouge is None else f"threshold={rouge} (set)"))
+    return config, notes

@@ -1,0 +1,119 @@
+"""Filter an existing dataset file: the library side of `selfinstruct filter`.
+
+Reads any shape `seeds.iter_tasks` accepts (Alpaca JSON array, JSONL of examples, Self-Instruct tasks), runs
+the chain in input order, and appends `kept.jsonl` (the original records, fields unchanged; a task-shaped
+record loses only the instances the heuristics dropped) and `rejects.jsonl` (record, stage, reason, evidence).
+Both files are append-only, flushed and fsynced after every chunk (store.JsonlAppender).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfinstruct.errors import InputError, SelfInstructError
+from selfinstruct.filters.chain import FilterChain
+from selfinstruct.filters.config import FilterConfig
+from selfinstruct.schema import Reject, Task, content_id
+from selfinstruct.seeds import iter_tasks
+from selfinstruct.store import JsonlAppender
+
+KEPT, REJECTS = "kept.jsonl", "rejects.jsonl"
+_CHUNK = 4096  # records per chain call: one fsync each, and the progress step
+
+
+@dataclass
+class FilterSummary:
+    records: int = 0
+    kept: int = 0
+    rejected: int = 0
+    malformed: int = 0
+    reasons: Counter = field(default_factory=Counter)  # every reject line by reason, instance drops included
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        counts = {
+            "records": self.records,
+            "kept": self.kept,
+            "rejected": self.rejected,
+            "malformed": self.malformed,
+        }
+        timings = {k: round(v, 3) for k, v in self.timings.items()}
+        return {**counts, "reasons": dict(self.reasons.most_common()), "timings": timings}
+
+
+def filter_file(
+    path: str | Path,
+    out: str | Path,
+    config: FilterConfig | None = None,
+    *,
+    skip_bad_lines: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> FilterSummary:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (KEPT, REJECTS):
+        if (out / name).exists() and (out / name).stat().st_size:
+            raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
+    chain = FilterChain(config)
+    summary = FilterSummary()
+    bad: list[InputError] | None = [] if skip_bad_lines else None
+    with JsonlAppender(out / KEPT) as kept_f, JsonlAppender(out / REJECTS) as rej_f:
+
+        def flush(chunk: list[tuple[int, dict, Task]]) -> None:
+            for (_, original, _), v in zip(chunk, chain.run([t for _, _, t in chunk]), strict=True):
+                summary.records += 1
+                if v.kept:
+                    summary.kept += 1
+                    kept_f.write(_kept_record(original, v.kept_instances))
+                else:
+                    summary.rejected += 1
+                for r in v.rejects:
+                    summary.reasons[r.reason] += 1
+                    rej_f.write(_with_original(r, original))
+            for e in bad or []:
+                summary.malformed += 1
+                summary.reasons["malformed"] += 1
+                rej_f.write(_malformed(e))
+            if bad:
+                bad.clear()
+            kept_f.sync()
+            rej_f.sync()
+            if progress:
+                progress(summary.records + summary.malformed)
+
+        chunk: list[tuple[int, dict, Task]] = []
+        for item in iter_tasks(path, bad_lines=bad):
+            chunk.append(item)
+            if len(chunk) >= _CHUNK:
+                flush(chunk)
+                chunk = []
+        flush(chunk)
+    summary.timings = dict(chain.stats.timings)
+    return summary
+
+
+def _kept_record(original: dict, kept_instances: list[int]) -> dict:
+    if "instances" in original and len(kept_instances) < len(original["instances"]):
+        return {**original, "instances": [original["instances"][i] for i in kept_instances]}
+    return original
+
+
+def _with_original(r: Reject, original: dict) -> dict:
+    """The reject line with the input record as read (only the bad instance, for an instance reject)."""
+    record = original
+    if "instance" in r.evidence and "instances" in original:
+        record = {**original, "instances": [original["instances"][r.evidence["instance"]]]}
+    return r.model_copy(update={"record": record}).model_dump(mode="json")
+
+
+def _malformed(e: InputError) -> dict:
+    evidence = {"file": e.path, "line": e.line, "field": e.field, "error": e.detail}
+    return Reject(
+        id=content_id("rej", e.path, str(e.line), "malformed"),
+        stage="input",
+        reason="malformed",
+        evidence=evidence,
+    ).model_dump(mode="json")

@@ -1,0 +1,204 @@
+"""ROUGE-L index vs a plain rouge-score replay: hypothesis strings, exact ties, empty texts, real files.
+
+.venv/bin/pytest -q tests/filters/test_filters_rouge.py
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rouge_score import rouge_scorer, scoring
+
+from selfinstruct.filters.rouge import RougeIndex, fmeasure, rouge_l, tokenize
+
+SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def reference_kept(texts: list[str], threshold: float) -> list[int]:
+    """Self-Instruct's loop, straight: keep a text if its rougeL F against every kept one is <= threshold."""
+    kept: list[int] = []
+    for i, text in enumerate(texts):
+        if all(SCORER.score(text, texts[j])["rougeL"].fmeasure <= threshold for j in kept):
+            kept.append(i)
+    return kept
+
+
+def ours_kept(texts: list[str], threshold: float, *, batch: int | None = None, floor=None) -> list[int]:
+    index, kept = RougeIndex(threshold, floor=floor), []
+    step = batch or max(1, len(texts))
+    for start in range(0, len(texts), step):
+        scan = index.scan(texts[start : start + step])
+        for i in range(len(texts[start : start + step])):
+            best = scan.best(i)
+            if best is None or best[0].score <= threshold:
+                scan.admit(i, str(start + i))
+                kept.append(start + i)
+    return kept
+
+
+# Few distinct words, so texts collide often; punctuation, unicode (İ lowercases to i + dot, K is Kelvin),
+# digits, and separators that rouge-score splits on.
+WORDS = ["a", "b", "the", "cat", "Cat", "CAT!", "dog", "x1", "İ", "K", "é", "日本", "--", "...", "1", "a-b"]
+texts = st.lists(st.sampled_from(WORDS), min_size=0, max_size=14).map(" ".join)
+free_texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(texts, free_texts), max_size=25), st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9, 1.0]))
+def test_decisions_match_rouge_score(batch, threshold):
+    assert ours_kept(batch, threshold) == reference_kept(batch, threshold)
+
+
+# Long texts (past one 64-bit word of the bit-parallel LCS) over a small vocabulary: many near-ties.
+long_texts = st.lists(
+    st.sampled_from(["a", "b", "c", "d", "e", "f", "the", "of"]), min_size=40, max_size=140
+).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(long_texts, max_size=8), st.sampled_from([0.5, 0.7, 0.9]))
+def test_long_texts_match_rouge_score(batch, threshold):
+    assert ours_kept(batch, threshold) == _fast_reference_kept(batch, threshold)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=20), st.sampled_from([0.1, 0.3, 0.5]))
+def test_report_floor_keeps_decisions_and_gives_exact_best_scores(batch, floor):
+    assert ours_kept(batch, 0.7, floor=floor) == reference_kept(batch, 0.7)
+    index = RougeIndex(0.7, floor=floor)
+    for i, text in enumerate(batch):
+        scan = index.scan([text])
+        best = scan.best(0)
+        pool = [t for t, k in zip(index.texts, index.keys, strict=True) if k is not None]
+        scores = [SCORER.score(text, t)["rougeL"].fmeasure for t in pool]
+        top = max(scores, default=0.0)
+        if top >= floor:
+            assert best is not None and best[0].score == top
+        else:
+            assert best is None
+        if top <= 0.7:
+            scan.admit(0, str(i))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(texts, min_size=2, max_size=25), st.integers(1, 5))
+def test_batches_and_add_give_the_same_decisions(batch, step):
+    assert ours_kept(batch, 0.7, batch=step) == ours_kept(batch, 0.7) == reference_kept(batch, 0.7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(texts, free_texts))
+def test_tokenizer_is_rouge_scores(text):
+    assert tokenize(text) == SCORER._tokenizer.tokenize(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts, texts)
+def test_scores_equal_rouge_score_bit_for_bit(a, b):
+    assert rouge_l(a, b) == SCORER.score(a, b)["rougeL"].fmeasure
+
+
+def _pair(lcs: int, a: int, b: int) -> tuple[str, str]:
+    shared = [f"s{i}" for i in range(lcs)]
+    return " ".join(shared + [f"x{i}" for i in range(a - lcs)]), " ".join(
+        shared + [f"y{i}" for i in range(b - lcs)]
+    )
+
+
+def test_ties_fall_as_rouge_scores_floats_fall():
+    # All three pairs have F = 0.7 exactly in rationals; rouge-score's float expression lands above, on, and
+    # below 0.7, and with the rule `> 0.7` only the first is rejected.
+    for (lcs, a, b), rejected in [((7, 7, 13), True), ((7, 10, 10), False), ((21, 23, 37), False)]:
+        first, second = _pair(lcs, a, b)
+        ref = SCORER.score(second, first)["rougeL"].fmeasure
+        assert fmeasure(lcs, b, a) == ref == rouge_l(second, first)
+        assert (ref > 0.7) is rejected
+        assert (
+            ours_kept([first, second], 0.7)
+            == reference_kept([first, second], 0.7)
+            == ([0] if rejected else [0, 1])
+        )
+
+
+def test_texts_that_tokenize_to_nothing_score_zero():
+    empty = ["!!!", "日本語", "   ", "—"]
+    assert all(tokenize(t) == [] for t in empty)
+    assert ours_kept(empty + empty, 0.0) == list(range(8))  # F = 0 is not > 0
+    assert ours_kept(["a", "a"], 0.0) == [0]
+
+
+def test_evidence_names_the_best_admitted_neighbour():
+    index = RougeIndex(0.7)
+    index.add("p1", "Write a short poem about the sea and the sky.")
+    index.add("p2", "Write a short poem about the sea.")
+    scan = index.scan(["Write a short poem about the sea!", "Write a short poem about the sea!"])
+    hit, key, text = scan.best(0)
+    assert (key, text, hit.score) == ("p2", "Write a short poem about the sea.", 1.0)
+    assert scan.best(1)[1] == "p2"  # item 0 not admitted: it is no one's neighbour
+    scan.admit(0, "b0")
+    assert scan.best(1)[1] == "p2"  # equal scores: the earliest admitted wins
+
+
+def test_report_floor_finds_exact_lower_scores():
+    index = RougeIndex(0.7, floor=0.3)
+    index.add("p", "classify the sentiment of this tweet")
+    hit = index.top("classify the topic of this news article please")
+    assert (
+        hit is not None
+        and hit.score
+        == SCORER.score(
+            "classify the topic of this news article please", "classify the sentiment of this tweet"
+        )["rougeL"].fmeasure
+    )
+    assert RougeIndex(0.7).top("classify the topic of this news article please") is None
+
+
+def _fast_reference_kept(texts: list[str], threshold: float) -> list[int]:
+    """The same replay, skipping a pair only when an exact upper bound computed with rouge-score's own
+    float F (from the shared-token count, which bounds the LCS) is already <= threshold."""
+    toks = [SCORER._tokenizer.tokenize(t) for t in texts]
+    bags = [Counter(t) for t in toks]
+    kept: list[int] = []
+    for i, t in enumerate(toks):
+        ok = True
+        for j in kept:
+            u = toks[j]
+            if not t or not u:
+                continue
+            shared = sum((bags[i] & bags[j]).values())
+            if scoring.fmeasure(shared / len(u), shared / len(t)) <= threshold:
+                continue
+            if rouge_scorer._score_lcs(t, u).fmeasure > threshold:
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return kept
+
+
+def test_external_files_replay(external_dir):
+    """Real instructions (Alpaca, role-play, GSM8K), shuffled, plus lightly edited copies of some of them."""
+    names = [
+        "stanford_alpaca_pr152_alpaca_5000.json",
+        "gpteacher_roleplay_deduped.json",
+        "gsm8k_train_alpaca_format.json",
+    ]
+    take = [1400, 1000, 300]
+    rng = random.Random(7)
+    texts = []
+    for name, n in zip(names, take, strict=True):
+        records = json.loads((external_dir / name).read_text(encoding="utf-8"))
+        texts += [r["instruction"] for r in rng.sample(records, n)]
+    for t in rng.sample(texts, 300):  # near-copies: one word replaced, so some are rejected and some not
+        words = t.split()
+        words[rng.randrange(len(words))] = "banana"
+        texts.append(" ".join(words))
+    rng.shuffle(texts)
+    ours = ours_kept(texts, 0.7)
+    assert ours == _fast_reference_kept(texts, 0.7)
+    assert 50 < len(texts) - len(ours) < 400  # the check exercised both outcomes
+    assert ours_kept(texts, 0.7, batch=97) == ours
