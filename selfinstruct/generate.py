@@ -152,7 +152,11 @@ def generate(
         if own_backend:
             from selfinstruct.llm import make_backend
 
-            backend = make_backend(recipe.backend)
+            try:
+                backend = make_backend(recipe.backend)
+            except SelfInstructError as e:  # a dead server or a bad model: the run's record says why it stopped
+                store.write_manifest(manifest(f"error: {e}", None))
+                raise
         loop = Bootstrap(recipe, backend, chain, store, seeds, style=style, state=state)
         t0 = time.perf_counter()
 

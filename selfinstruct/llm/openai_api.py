@@ -1,0 +1,383 @@
+"""The HTTP backend: requests to one or more OpenAI-compatible servers (`vllm serve`, SGLang, llama.cpp's
+server, a hosted API) over `/v1/chat/completions` (chat) and `/v1/completions` (raw prompts).
+
+What it guarantees, because a long generation run meets every kind of network trouble:
+- at most `concurrency` requests in flight per replica, each sent to the least busy replica in rotation;
+- a failed attempt (connection error, timeout, 429, 5xx) is retried with exponential backoff and jitter, or
+  after the server's Retry-After; 4xx other than 429 is the request's own fault and is not retried;
+- a replica failing `replica_max_failures` times in a row leaves the rotation for `replica_cooldown_s`;
+- a request still failing after its retries comes back as a Completion with `error` set; the batch goes on;
+- every replica failing, with no success anywhere, for longer than `all_down_timeout_s` raises
+  `BackendDownError`, so the run stops with a clear message (what was already written stays written);
+- the API key is read from the environment variable named by `api_key_env` at request time and never appears
+  in a repr, log line or error message.
+
+`generate` is synchronous (it runs its own event loop) so callers stay simple. Knows nothing of tasks, files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.llm.base import Completion, Request
+from selfinstruct.llm.config import OpenAIConfig
+
+log = logging.getLogger(__name__)
+
+
+class BackendDownError(SelfInstructError):
+    """No replica can be reached or every replica keeps failing: the run cannot go on."""
+
+
+@dataclass
+class _Replica:
+    url: str
+    in_flight: int = 0
+    picks: int = 0
+    failures: int = 0  # consecutive failed attempts (connection, timeout, 5xx); reset by a success
+    resting_until: float = 0.0  # monotonic time; out of rotation before it
+    last_error: str = ""
+
+
+@dataclass
+class _Outcome:
+    completion: Completion | None = None
+    error: str = ""
+    retry: bool = False
+    down: bool = False  # the failure says the replica is unhealthy (not merely busy, not the request's fault)
+    retry_after: float | None = None
+
+
+class OpenAIBackend:
+    """`generate(requests) -> list[Completion]` against OpenAI-compatible servers.
+
+    `model` is the name the servers serve the model under; `base_urls` one URL or several (each up to and
+    including `/v1`); `settings` are the other `OpenAIConfig` fields (concurrency, timeout_s, ...).
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, *, base_urls: str | Sequence[str], **settings: Any):
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        cfg = OpenAIConfig(model=model, base_urls=urls, **settings)
+        self.config = cfg
+        self.model = cfg.model
+        self._replicas = [_Replica(url) for url in cfg.base_urls]
+        self._down_since: float | None = None
+        self._checked = False
+        self._api_key()  # fail now, not mid-run, when the named variable is missing
+
+    @classmethod
+    def from_config(cls, cfg: OpenAIConfig) -> OpenAIBackend:
+        return cls(
+            cfg.model, base_urls=cfg.base_urls, **cfg.model_dump(exclude={"kind", "model", "base_urls"})
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.model!r}, base_urls={self.config.base_urls!r})"
+
+    # --- secrets ------------------------------------------------------------------------------------------
+    def _api_key(self) -> str | None:
+        name = self.config.api_key_env
+        if name is None:
+            return None
+        key = os.environ.get(name)
+        if not key:
+            raise SelfInstructError(
+                f"environment variable {name} (named by `api_key_env`) is not set or empty"
+            )
+        return key
+
+    def _scrub(self, text: str) -> str:
+        """Error text may echo request headers or bodies; make sure the key never leaves in it."""
+        name = self.config.api_key_env
+        key = os.environ.get(name) if name else None
+        return text.replace(key, "***") if key else text
+
+    # --- public -------------------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """One completion per request, in input order; failed requests carry `error`. Raises
+        `BackendDownError` when no replica is reachable or all have failed for `all_down_timeout_s`.
+        One `generate` at a time per backend: calls from several threads must not overlap."""
+        requests = list(requests)
+        if not requests:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._generate(requests))
+        # Called from inside an event loop (a notebook, an async caller): ours runs on a helper thread.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._generate(requests)).result()
+
+    def close(self) -> None:
+        """Nothing to release: each `generate` opens and closes its own connection pool."""
+
+    # --- the batch ----------------------------------------------------------------------------------------
+    async def _generate(self, requests: list[Request]) -> list[Completion]:
+        cfg = self.config
+        for rep in self._replicas:
+            rep.in_flight = 0
+        self._cond = asyncio.Condition()
+        limits = httpx.Limits(
+            max_connections=cfg.concurrency * len(self._replicas),
+            max_keepalive_connections=cfg.concurrency * len(self._replicas),
+        )
+        timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            if not self._checked:
+                await self._preflight(client)
+            tasks = [asyncio.create_task(self._one(client, req)) for req in requests]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+    async def _preflight(self, client: httpx.AsyncClient) -> None:
+        """Before the first batch: is any replica reachable, and does it serve `model`? A typo in a URL or a
+        model name then fails at once with one clear line instead of after every request's retries."""
+        # A short read timeout: /models is answered by the API process at once even when the engine is busy.
+        timeout = httpx.Timeout(
+            max(10.0, self.config.connect_timeout_s), connect=self.config.connect_timeout_s
+        )
+        results = await asyncio.gather(
+            *(client.get(f"{r.url}/models", timeout=timeout) for r in self._replicas), return_exceptions=True
+        )
+        reachable, problems = 0, []
+        for rep, res in zip(self._replicas, results, strict=True):
+            if isinstance(res, httpx.TransportError):
+                rep.failures = self.config.replica_max_failures
+                rep.resting_until = time.monotonic() + self.config.replica_cooldown_s
+                rep.last_error = _describe(res, self.config)
+                problems.append(f"{rep.url}: {rep.last_error}")
+                continue
+            if isinstance(res, BaseException):
+                raise res
+            reachable += 1
+            served = _served_models(res)
+            if served is not None and self.model not in served:
+                raise SelfInstructError(
+                    f"{rep.url} serves {', '.join(sorted(served)) or 'no model'}, not `{self.model}`: "
+                    f"set the backend's `model` to one of those"
+                )
+        if not reachable:
+            raise BackendDownError(self._scrub("no replica reachable: " + "; ".join(problems)))
+        for p in problems:
+            log.warning(
+                "replica unreachable, out of rotation for %.0f s: %s", self.config.replica_cooldown_s, p
+            )
+        self._checked = True
+
+    async def _one(self, client: httpx.AsyncClient, req: Request) -> Completion:
+        cfg = self.config
+        path, body = _request_body(req, self.model, cfg.extra_body)
+        outcome = _Outcome()
+        for attempt in range(cfg.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(_delay(attempt, outcome.retry_after, cfg))
+            rep = await self._acquire()
+            try:
+                outcome = await self._attempt(client, rep, path, body, req.id)
+            finally:
+                await self._release(rep)
+            self._record(rep, outcome)
+            if outcome.completion is not None:
+                return outcome.completion
+            if not outcome.retry:
+                break
+        tries = attempt + 1
+        error = f"failed after {tries} attempt{'s' * (tries > 1)}: {outcome.error}"
+        return Completion(request_id=req.id, error=self._scrub(error))
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, rep: _Replica, path: str, body: dict, rid: str
+    ) -> _Outcome:
+        headers = {}
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            resp = await client.post(rep.url + path, json=body, headers=headers)
+        except httpx.TransportError as e:
+            return _Outcome(error=f"{rep.url}: {_describe(e, self.config)}", retry=True, down=True)
+        status = resp.status_code
+        if status == 200:
+            try:
+                return _Outcome(completion=_parse(resp.json(), path, rid))
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                return _Outcome(error=f"{rep.url}: malformed response ({type(e).__name__}: {e})")
+        detail = f"{rep.url}: HTTP {status}: {_short(resp.text)}"
+        if status == 429 or status >= 500:
+            # 429 means busy, not broken: it is retried but does not count toward taking the replica out.
+            return _Outcome(error=detail, retry=True, down=status >= 500, retry_after=_retry_after(resp))
+        return _Outcome(error=detail)  # 4xx: the request itself is wrong; retrying would not help
+
+    # --- replicas -----------------------------------------------------------------------------------------
+    async def _acquire(self) -> _Replica:
+        """Wait for a slot on the least busy replica in rotation. With every replica out of rotation, the one
+        due back first still takes requests, so retries keep probing it instead of stalling."""
+        limit = self.config.concurrency
+        async with self._cond:
+            while True:
+                now = time.monotonic()
+                pool = [r for r in self._replicas if r.resting_until <= now]
+                if not pool:
+                    pool = [min(self._replicas, key=lambda r: r.resting_until)]
+                free = [r for r in pool if r.in_flight < limit]
+                if free:
+                    rep = min(free, key=lambda r: (r.in_flight, r.picks))
+                    rep.in_flight += 1
+                    rep.picks += 1
+                    return rep
+                soonest = min(
+                    (r.resting_until for r in self._replicas if r.resting_until > now), default=now + 1
+                )
+                try:
+                    await asyncio.wait_for(self._cond.wait(), timeout=max(0.05, soonest - now))
+                except TimeoutError:
+                    pass
+
+    async def _release(self, rep: _Replica) -> None:
+        async with self._cond:
+            rep.in_flight -= 1
+            self._cond.notify_all()
+
+    def _record(self, rep: _Replica, outcome: _Outcome) -> None:
+        cfg, now = self.config, time.monotonic()
+        if outcome.completion is not None:
+            rep.failures, rep.resting_until = 0, 0.0
+            self._down_since = None
+            return
+        if outcome.retry_after:  # the server asked for a pause: send other requests elsewhere meanwhile
+            rep.resting_until = max(rep.resting_until, now + min(outcome.retry_after, cfg.max_retry_after_s))
+        if not outcome.down:
+            return
+        rep.failures += 1
+        rep.last_error = outcome.error
+        if rep.failures == cfg.replica_max_failures:
+            log.warning(
+                "replica %s out of rotation for %.0f s after %d failures: %s",
+                rep.url,
+                cfg.replica_cooldown_s,
+                rep.failures,
+                self._scrub(outcome.error),
+            )
+        if rep.failures >= cfg.replica_max_failures:
+            rep.resting_until = max(rep.resting_until, now + cfg.replica_cooldown_s)
+        if self._down_since is None:
+            self._down_since = now
+        if all(r.failures for r in self._replicas) and now - self._down_since > cfg.all_down_timeout_s:
+            lines = "; ".join(r.last_error or r.url for r in self._replicas)
+            raise BackendDownError(
+                self._scrub(
+                    f"all {len(self._replicas)} replica(s) failing for {now - self._down_since:.1f} s "
+                    f"with no success (all_down_timeout_s={cfg.all_down_timeout_s:g}): {lines}"
+                )
+            )
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------
+def _request_body(req: Request, model: str, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    s = req.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": s.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "n": s.n,
+        "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty,
+    }
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if s.seed is not None:
+        body["seed"] = s.seed
+    body.update(extra)
+    if req.messages is not None:
+        body["messages"] = [dict(m) for m in req.messages]
+        return "/chat/completions", body
+    body["prompt"] = req.prompt
+    return "/completions", body
+
+
+def _parse(data: dict[str, Any], path: str, rid: str) -> Completion:
+    choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+    if path == "/chat/completions":
+        texts = [(c["message"].get("content") or "") for c in choices]
+    else:
+        texts = [c["text"] for c in choices]
+    usage = data.get("usage") or {}
+    return Completion(
+        request_id=rid,
+        texts=texts,
+        finish_reasons=[c.get("finish_reason") for c in choices],
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _delay(attempt: int, retry_after: float | None, cfg: OpenAIConfig) -> float:
+    """Seconds before retry number `attempt` (1-based). Retry-After wins; otherwise exponential backoff with
+    "equal jitter" (half fixed, half random), so clients that failed together do not return together."""
+    if retry_after is not None:
+        wait = min(retry_after, cfg.max_retry_after_s)
+        return wait + random.uniform(0, 0.1 * wait)
+    cap = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
+    return cap / 2 + random.uniform(0, cap / 2)
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """Retry-After as seconds: either a number of seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _served_models(resp: httpx.Response) -> set[str] | None:
+    """Model ids from a `/models` answer, or None when the answer is not a usable list (auth required, an
+    endpoint without the route): then we cannot tell and let the requests speak for themselves."""
+    if resp.status_code != 200:
+        return None
+    try:
+        return {m["id"] for m in resp.json()["data"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _describe(e: httpx.TransportError, cfg: OpenAIConfig) -> str:
+    if isinstance(e, httpx.ConnectTimeout):
+        return f"connect timed out after {cfg.connect_timeout_s:g} s"
+    if isinstance(e, httpx.TimeoutException):
+        return f"timed out after {cfg.timeout_s:g} s ({type(e).__name__})"
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot connect ({_short(str(e)) or type(e).__name__})"
+    return f"{type(e).__name__}: {_short(str(e))}".rstrip(": ")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

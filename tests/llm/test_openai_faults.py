@@ -1,0 +1,176 @@
+"""The HTTP backend's retry, rotation and failure rules, against scripted servers on 127.0.0.1 (faults a real
+server cannot produce on demand). The same backend against a real `vllm serve` is in test_openai_server.py.
+
+Run: .venv/bin/pytest -q tests/llm/test_openai_faults.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.llm import BackendDownError, OpenAIBackend, Request, Sampling
+from selfinstruct.llm.server import free_port
+
+FAST = dict(backoff_base_s=0.05, backoff_max_s=0.2, timeout_s=5.0)
+
+
+def chat(text: str, **sampling) -> Request:
+    return Request(id=text, messages=({"role": "user", "content": text},), sampling=Sampling(**sampling))
+
+
+def backend(*fakes, **settings) -> OpenAIBackend:
+    return OpenAIBackend("fake-model", base_urls=[f.url for f in fakes], **{**FAST, **settings})
+
+
+def test_500_then_200_is_retried_and_succeeds(fake_openai):
+    fake = fake_openai([{"status": 500}, {"status": 200}])
+    [c] = backend(fake).generate([chat("hi")])
+    assert c.ok and c.text == "answer 0" and c.finish_reason == "stop"
+    assert (c.prompt_tokens, c.completion_tokens) == (7, 3)
+    assert len(fake.calls) == 2
+
+
+def test_429_waits_for_retry_after(fake_openai):
+    fake = fake_openai([{"status": 429, "headers": {"Retry-After": "1"}}, {"status": 200}])
+    [c] = backend(fake).generate([chat("hi")])
+    assert c.ok
+    first, second = fake.times()
+    assert second - first >= 1.0  # the server asked for 1 s; our own backoff would have waited 0.05 s
+
+
+def test_429_without_retry_after_backs_off_exponentially(fake_openai):
+    fake = fake_openai([{"status": 429}, {"status": 429}, {"status": 200}])
+    [c] = backend(fake, backoff_base_s=0.2, backoff_max_s=5).generate([chat("hi")])
+    assert c.ok
+    t = fake.times()
+    # equal jitter: retry k waits between half and all of base * 2**(k-1)
+    assert 0.1 <= t[1] - t[0] and 0.2 <= t[2] - t[1]
+
+
+def test_a_client_error_is_not_retried(fake_openai):
+    fake = fake_openai([{"status": 400, "body": {"error": "max_tokens is too large"}}])
+    [c] = backend(fake).generate([chat("hi")])
+    assert not c.ok and "HTTP 400" in c.error and "max_tokens is too large" in c.error
+    assert len(fake.calls) == 1
+
+
+def test_a_request_failing_after_its_retries_comes_back_with_error_and_the_batch_goes_on(fake_openai):
+    fake = fake_openai(lambda body: {"status": 500} if body["messages"][0]["content"] == "bad" else {})
+    out = backend(fake, max_retries=2, replica_max_failures=100).generate(
+        [chat("a"), chat("bad"), chat("c"), chat("d")]
+    )
+    assert [c.request_id for c in out] == ["a", "bad", "c", "d"]
+    assert [c.ok for c in out] == [True, False, True, True]
+    assert out[1].error.startswith("failed after 3 attempts:") and "HTTP 500" in out[1].error
+
+
+def test_a_hanging_server_times_out(fake_openai):
+    fake = fake_openai([{"sleep": 2.0}])
+    t0 = time.monotonic()
+    [c] = backend(fake, timeout_s=0.3, max_retries=1).generate([chat("hi")])
+    assert not c.ok and "timed out after 0.3 s" in c.error
+    assert time.monotonic() - t0 < 1.9  # two attempts of 0.3 s plus one backoff, never the server's 2 s
+
+
+def test_an_unreachable_url_fails_fast_with_the_url_in_the_message():
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(
+        BackendDownError, match=r"no replica reachable: http://127\.0\.0\.1:\d+/v1: cannot connect"
+    ):
+        OpenAIBackend("m", base_urls=url).generate([chat("hi")])
+    assert time.monotonic() - t0 < 3
+
+
+def test_an_unreachable_replica_among_live_ones_is_skipped(fake_openai):
+    live = fake_openai([{}])
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    out = OpenAIBackend("fake-model", base_urls=[dead, live.url], **FAST).generate(
+        [chat(str(i)) for i in range(6)]
+    )
+    assert all(c.ok for c in out) and len(live.calls) == 6
+
+
+def test_all_replicas_down_stops_the_run_with_a_clear_error(fake_openai):
+    a, b = fake_openai([{"status": 503}]), fake_openai([{"status": 503}])
+    t0 = time.monotonic()
+    with pytest.raises(
+        BackendDownError, match=r"all 2 replica\(s\) failing for .* \(all_down_timeout_s=0.5\)"
+    ):
+        backend(a, b, max_retries=100, all_down_timeout_s=0.5).generate([chat(str(i)) for i in range(4)])
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_failing_replica_leaves_the_rotation(fake_openai):
+    bad, good = fake_openai([{"status": 500}]), fake_openai([{"sleep": 0.02}])
+    out = backend(bad, good, concurrency=2, replica_max_failures=2, replica_cooldown_s=60).generate(
+        [chat(str(i)) for i in range(20)]
+    )
+    assert all(c.ok for c in out)
+    # at most `replica_max_failures` attempts, plus those already in flight, reach it before it rests
+    assert len(bad.calls) <= 4 and len(good.calls) == 20
+
+
+def test_load_spreads_over_healthy_replicas(fake_openai):
+    a, b = fake_openai([{"sleep": 0.05}]), fake_openai([{"sleep": 0.05}])
+    out = backend(a, b, concurrency=4).generate([chat(str(i)) for i in range(24)])
+    assert all(c.ok for c in out)
+    assert len(a.calls) >= 8 and len(b.calls) >= 8
+
+
+def test_concurrency_is_bounded(fake_openai):
+    fake = fake_openai([{"sleep": 0.2}])
+    t0 = time.monotonic()
+    out = backend(fake, concurrency=2).generate([chat(str(i)) for i in range(6)])
+    assert all(c.ok for c in out)
+    assert time.monotonic() - t0 >= 0.6  # 6 requests, 2 at a time, 0.2 s each
+
+
+def test_bodies_outputs_and_order(fake_openai):
+    fake = fake_openai([{}])
+    reqs = [
+        chat("a", n=3, seed=5, stop=("\n\n",), max_tokens=9, temperature=0.0),
+        Request(id="raw", prompt="Once upon a time"),
+    ]
+    out = backend(fake, extra_body={"ignore_eos": True}).generate(reqs)
+    assert out[0].texts == [
+        "answer 0",
+        "answer 1",
+        "answer 2",
+    ]  # sorted by index (the fake sends them reversed)
+    assert out[1].text == "Once upon a time continued 0" and out[1].finish_reason == "length"
+    (_, p1, _, b1), (_, p2, _, b2) = sorted(fake.calls, key=lambda c: c[1])
+    assert p1 == "/v1/chat/completions" and p2 == "/v1/completions"
+    assert b1["n"] == 3 and b1["seed"] == 5 and b1["stop"] == ["\n\n"] and b1["max_tokens"] == 9
+    assert b1["model"] == "fake-model" and b1["ignore_eos"] is True and b2["prompt"] == "Once upon a time"
+
+
+def test_api_key_is_sent_and_never_leaks_into_errors(fake_openai, monkeypatch):
+    secret = "sk-test-not-a-real-key-42"
+    monkeypatch.setenv("SI_TEST_API_KEY", secret)
+    echo = fake_openai(lambda body: {"status": 401, "body": {"error": f"bad key Bearer {secret}"}})
+    [c] = backend(echo, api_key_env="SI_TEST_API_KEY").generate([chat("hi")])
+    assert echo.calls[0][2]["Authorization"] == f"Bearer {secret}"
+    assert not c.ok and secret not in c.error and "***" in c.error
+
+
+def test_a_wrong_model_name_is_a_clear_error(fake_openai):
+    fake = fake_openai([{}])
+    with pytest.raises(SelfInstructError, match="serves fake-model, not `other`"):
+        OpenAIBackend("other", base_urls=fake.url).generate([chat("hi")])
+    assert fake.calls == []
+
+
+def test_generate_works_inside_a_running_event_loop(fake_openai):
+    fake = fake_openai([{}])
+    b = backend(fake)
+
+    async def caller():
+        return b.generate([chat("hi")])
+
+    [c] = asyncio.run(caller())
+    assert c.ok

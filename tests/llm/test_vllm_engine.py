@@ -1,0 +1,112 @@
+"""The in-process vLLM backend on the embedded model (real engine, CPU), shared across the session.
+
+Run: .venv/bin/pytest -q tests/llm/test_vllm_engine.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.llm import Request, Sampling, make_backend
+
+pytestmark = pytest.mark.vllm
+
+TOPICS = ["rivers", "bread", "chess", "volcanoes", "owls", "tides", "copper", "jazz"]
+
+
+def chat(text: str, *, system: str | None = None, **sampling) -> Request:
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return Request(id=text, messages=tuple(msgs), sampling=Sampling(**sampling))
+
+
+def test_sixteen_chat_requests_give_sixteen_results_in_order(vllm_backend):
+    reqs = [
+        chat(f"Write one sentence about {t} ({i}).", max_tokens=24, seed=i) for i, t in enumerate(TOPICS * 2)
+    ]
+    out = vllm_backend.generate(reqs)
+    assert [c.request_id for c in out] == [r.id for r in reqs]
+    assert all(c.ok and c.text.strip() for c in out)
+    assert all(0 < c.completion_tokens <= 24 and c.prompt_tokens > 10 for c in out)
+    assert all(c.finish_reason in ("stop", "length") for c in out)
+
+
+def test_same_seed_same_output_whatever_the_batch(vllm_backend):
+    reqs = [chat(f"Invent a task about {t}.", temperature=1.0, max_tokens=32, seed=1234) for t in TOPICS[:4]]
+    alone = vllm_backend.generate(reqs)
+    # the same requests again, reversed and mixed with others: per-request seeds make sampling independent
+    others = [chat(f"Name a colour ({i}).", temperature=1.0, max_tokens=16) for i in range(3)]
+    mixed = vllm_backend.generate(others + reqs[::-1])[3:][::-1]
+    assert [c.text for c in mixed] == [c.text for c in alone]
+    reseeded = vllm_backend.generate(
+        [r.model_copy(update={"sampling": Sampling(temperature=1.0, max_tokens=32, seed=99)}) for r in reqs]
+    )
+    assert [c.text for c in reseeded] != [c.text for c in alone]
+
+
+def test_max_tokens_cut_gives_finish_reason_length(vllm_backend):
+    [c] = vllm_backend.generate(
+        [chat("Write a long essay about the history of bread.", max_tokens=5, seed=0)]
+    )
+    assert c.finish_reason == "length" and c.completion_tokens == 5
+
+
+def test_stop_string_ends_the_text_and_is_not_included(vllm_backend):
+    req = chat("List three fruits, one per line.", max_tokens=64, temperature=0.0, stop=("\n",))
+    [c] = vllm_backend.generate([req])
+    assert "\n" not in c.text and c.finish_reason == "stop"
+
+
+def test_n_greater_than_one_returns_n_texts(vllm_backend):
+    [c] = vllm_backend.generate(
+        [chat("Suggest a name for a cat.", n=3, temperature=1.0, max_tokens=12, seed=7)]
+    )
+    assert len(c.texts) == 3 and len(c.finish_reasons) == 3
+    assert len(set(c.texts)) > 1  # three samples, not one text copied three times
+    assert c.completion_tokens <= 36
+
+
+def test_raw_prompt_is_continued_as_text(vllm_backend):
+    req = Request(
+        id="raw", prompt="The capital of France is", sampling=Sampling(temperature=0.0, max_tokens=8)
+    )
+    [c] = vllm_backend.generate([req])
+    assert c.ok and c.text.strip() and c.prompt_tokens == len(vllm_backend.prompt_ids(req))
+    assert "<|im_start|>" not in vllm_backend.llm.get_tokenizer().decode(vllm_backend.prompt_ids(req))
+
+
+def test_chat_is_rendered_like_vllms_own_chat(vllm_backend):
+    from vllm import SamplingParams
+
+    req = chat("Say hello.", system="You are terse.", temperature=0.0, max_tokens=8)
+    [ours] = vllm_backend.generate([req])
+    [theirs] = vllm_backend.llm.chat(
+        [list(req.messages)], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False
+    )
+    assert vllm_backend.prompt_ids(req) == list(theirs.prompt_token_ids)
+    assert ours.text == theirs.outputs[0].text
+
+
+def test_seeded_prompts_longer_than_one_scheduler_step_do_not_kill_the_engine(vllm_backend):
+    # ~1,600 tokens each, 4,800 in all: more than one 4,096-token step, so with chunked prefill on (vLLM's
+    # default) the CPU engine died here ("CPU Generator does not use offset"); see cpu_safe_engine_kwargs.
+    reqs = [
+        Request(id=str(i), prompt=f"item{i} " * 800, sampling=Sampling(max_tokens=4, seed=i))
+        for i in range(3)
+    ]
+    assert all(len(vllm_backend.prompt_ids(r)) > 1400 for r in reqs)
+    out = vllm_backend.generate(reqs)
+    assert all(c.ok and c.texts for c in out), [c.error for c in out]
+    assert vllm_backend.generate([chat("Still alive?", max_tokens=4, seed=1)])[0].ok
+
+
+def test_a_prompt_too_long_fails_alone(vllm_backend):
+    long = chat("word " * 3000, max_tokens=4)
+    out = vllm_backend.generate([chat("Hi!", max_tokens=4), long, chat("Bye!", max_tokens=4)])
+    assert [c.ok for c in out] == [True, False, True]
+    assert out[1].error.startswith("prompt_too_long:") and ">= max_model_len 2048" in out[1].error
+
+
+def test_a_missing_model_directory_is_a_clear_error_before_any_engine_starts(tmp_path):
+    with pytest.raises(SelfInstructError, match="model directory .*nope does not exist"):
+        make_backend({"kind": "vllm", "model": str(tmp_path / "nope")})
