@@ -33,7 +33,7 @@ model: install
 	$(VENV)/bin/selfinstruct model prepare
 
 demo: install model
-	$(VENV)/bin/selfinstruct generate pipelines/quickstart.yaml
+	$(VENV)/bin/selfinstruct run pipelines/quickstart.yaml
 
 test: install system-deps model
 	$(VENV)/bin/pytest -q

@@ -43,3 +43,14 @@ def run(
         table.add_row(name, "skipped (done earlier)" if name in state["skipped"] else "done", str(st.get("seconds", "")),
                       produced, st.get("out", ""))
     console.print(table)
+    from selfinstruct.export import read_tasks
+
+    sample = read_tasks(out)[:5]
+    if sample:
+        console.print("[bold]a few accepted tasks:[/]")
+        for task in sample:
+            inst = task.instances[0] if task.instances else None
+            console.print(f"- {task.instruction}", markup=False, highlight=False)
+            if inst:
+                shown = (inst.input + " -> " if inst.input else "") + inst.output
+                console.print(f"    {shown[:160]}", markup=False, highlight=False)
