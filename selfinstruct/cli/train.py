@@ -1,0 +1,139 @@
+"""`selfinstruct train`: masked SFT of a student on a run directory or an alpaca/messages file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from selfinstruct.cli.app import app, console, err_console
+
+
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    from selfinstruct.errors import InputError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(path, f"cannot read YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a mapping of SFT config fields")
+    return data.get("sft", data)  # a whole recipe or just its sft section
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Run directory, or a JSON/JSONL file (alpaca or messages)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory: checkpoint, metrics.jsonl, sft.json."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Student checkpoint (default: the embedded model)."
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Stop after this many optimizer steps."
+    ),
+    epochs: float | None = typer.Option(None, "--epochs", min=0.0, help="Epochs (default 3)."),
+    lora: bool = typer.Option(
+        False, "--lora", help="Train LoRA adapters (merged on save) instead of all weights."
+    ),
+    max_length: int | None = typer.Option(
+        None, "--max-length", min=8, help="Most tokens per example (1024)."
+    ),
+    template: str | None = typer.Option(None, "--template", help="auto | chat | plain."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML of SFT config fields (or a recipe)."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints in --out instead of resuming."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Fine-tune a student with the loss on response tokens only; resumes from a checkpoint in --out."""
+    from pydantic import ValidationError
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from selfinstruct.errors import SelfInstructError
+    from selfinstruct.jsonl import first_error
+    from selfinstruct.sft.config import LoraSettings, SFTConfig
+    from selfinstruct.sft.train import train as run_train
+
+    fields = _load_config(config)
+    flags = {"model": model, "max_length": max_length, "template": template}
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    if lora and fields.get("lora") is None:
+        fields["lora"] = LoraSettings().model_dump()
+    try:
+        cfg = SFTConfig.model_validate(fields)
+    except ValidationError as e:
+        where, msg = first_error(e)
+        raise SelfInstructError(f"sft config: {where}: {msg}") from None
+
+    if not as_json:
+        _print_config(cfg, config, flags)
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=as_json,
+    )
+    task = progress.add_task("train", total=None, loss="-")
+
+    def on_step(step: int, total: int, logs: dict) -> None:
+        if not progress.live.is_started:  # drawn once training runs, not while data and model load
+            progress.start()
+        fields = {"loss": f"{logs['loss']:.4f}"} if "loss" in logs else {}
+        progress.update(task, completed=step, total=total or None, **fields)
+
+    try:
+        result = run_train(
+            cfg,
+            data,
+            out,
+            max_steps=max_steps,
+            epochs=epochs,
+            resume=not fresh,
+            progress=on_step,
+            show=None if as_json else _show,
+        )
+    finally:
+        progress.stop()
+    if as_json:
+        print(json.dumps(result.model_dump()))
+        return
+    loss = "n/a" if result.final_loss is None else round(result.final_loss, 4)
+    skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.skipped.items()) or "none"
+    console.print(
+        f"[bold green]trained[/] {result.out}: {result.used}/{result.examples} examples used "
+        f"(skipped: {skipped}), "
+        f"{result.tokens_trained:,} tokens trained ({result.response_tokens:,} supervised per epoch), "
+        f"{result.steps} steps, final loss {loss}"
+        + (f", resumed from {result.resumed_from}" if result.resumed_from else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _show(text) -> None:
+    err_console.print("[dim]first example[/] ([green]green[/] = supervised):")
+    err_console.print(text)
+
+
+def _print_config(cfg, config_path: Path | None, flags: dict) -> None:
+    """Every value that differs from the default, and where it came from (STYLE rule 11)."""
+    from selfinstruct.sft.config import SFTConfig
+
+    default = SFTConfig().model_dump()
+    for key, value in cfg.model_dump().items():
+        if value != default[key]:
+            source = "flag" if flags.get(key) is not None else (str(config_path) if config_path else "flag")
+            err_console.print(f"[dim]sft.{key} = {value!r}  ({source})[/]", highlight=False, soft_wrap=True)

@@ -1,0 +1,7 @@
+"""Masked SFT: train a student on generated data with the loss on response tokens only, then compare it
+with its base.
+
+Modules: `config` (SFTConfig), `render` (templates, chat-template split, neutralising special tokens),
+`data` (reading, labels, collators, preview), `train` (the transformers Trainer), `eval` (base vs student
+through vLLM). Nothing here imports torch or transformers at import time; the functions do.
+"""

@@ -1,0 +1,138 @@
+"""The SFT config: our own fields, plus a `trainer:` block passed unchanged to `TrainingArguments`.
+
+Pure data and validation; nothing here imports torch or transformers at module level (STYLE rules 10, 17).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from selfinstruct.errors import SelfInstructError
+
+# Defaults we change from `TrainingArguments`, in one commented block (nanoGPT style). Anything the user puts
+# under `trainer:` wins over these. Alpaca's recipe (Taori et al. 2023, train.py README) is lr 2e-5, cosine,
+# warmup ratio 0.03, 3 epochs, batch 128; the batch is scaled down so that a run of a few hundred examples
+# still takes more than a handful of optimizer steps.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-5,  # transformers: 5e-5
+    "lr_scheduler_type": "cosine",  # transformers: linear
+    "warmup_steps": 0.03,  # a ratio of total steps (floats < 1 are ratios); transformers: 0
+    "num_train_epochs": 3,  # same as transformers; listed because Alpaca's recipe says so too
+    "per_device_train_batch_size": 4,  # transformers: 8
+    "gradient_accumulation_steps": 4,  # transformers: 1; 4 x 4 = 16 examples a step on one device
+    "train_sampling_strategy": "group_by_length",  # transformers: random; less padding, same data per epoch
+    "logging_steps": 1,  # transformers: 500; metrics.jsonl should hold a loss curve even for 20 steps
+    "save_steps": 200,  # transformers: 500; small runs still leave a checkpoint to resume from
+    "save_total_limit": 2,  # transformers: keep all
+    "remove_unused_columns": False,  # our dataset already holds exactly the model's inputs
+    "include_num_input_tokens_seen": "non_padding",  # transformers: no; feeds the "tokens trained" summary
+    "disable_tqdm": True,  # the CLI draws its own progress bar
+    "report_to": "none",
+}
+
+# Trainer settings we must own, because a different value would silently train on the wrong thing.
+_OWNED = {
+    "output_dir": "set by `--out`",
+    "label_names": "labels are built by selfinstruct.sft.data",
+    # With our token-normalised loss function the Trainer would skip its label smoother without a word.
+    "label_smoothing_factor": "label smoothing is not supported by the token-normalised loss",
+}
+
+
+class LoraSettings(BaseModel):
+    """Low-rank adapters through peft (the `lora` extra). Merged into the weights on save by default,
+    so the output is a plain checkpoint vLLM loads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="Rank of each adapter.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator; the update is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get adapters: peft's 'all-linear' or a list of module names."
+    )
+    merge: bool = Field(
+        True, description="Merge the adapters into the base weights on save (False saves the adapter only)."
+    )
+
+
+class SFTConfig(BaseModel):
+    """How to fine-tune a student on instruction data, with the loss on response tokens only.
+
+    Fields (ours):
+      model, max_length, template, packing, attn_implementation, lora, trainer.
+
+    Defaults we change from transformers' `TrainingArguments` (override any of them under `trainer:`):
+      learning_rate 2e-5 (5e-5), lr_scheduler_type cosine (linear), warmup_steps 0.03 = 3% of steps (0),
+      num_train_epochs 3 (same), per_device_train_batch_size 4 (8), gradient_accumulation_steps 4 (1),
+      train_sampling_strategy group_by_length (random), logging_steps 1 (500), save_steps 200 (500),
+      save_total_limit 2 (none), remove_unused_columns False (True), include_num_input_tokens_seen
+      non_padding (no), disable_tqdm True (auto), dataloader_pin_memory False without CUDA (True),
+      bf16 True on a CUDA device that supports it (False).
+
+    Always ours, refused under `trainer:`: output_dir, label_names, label_smoothing_factor.
+    The loss is a sum over supervised tokens divided by the supervised tokens of the whole accumulated batch
+    (all micro-batches, all devices), whatever the batch shapes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, description="Student checkpoint (a Hugging Face directory); None means the embedded model."
+    )
+    max_length: int = Field(
+        1024, ge=8, description="Most tokens of prompt + response; longer examples are skipped and counted."
+    )
+    template: Literal["auto", "chat", "plain"] = Field(
+        "auto",
+        description="How to render an example: the tokenizer's chat template ('chat'), our own instruction "
+        "template ('plain'), or 'auto' = chat when the tokenizer has a chat template.",
+    )
+    packing: bool | None = Field(
+        None,
+        description="Padding-free packing with per-example position ids. Needs CUDA and a varlen "
+        "flash-attention kernel (attention must never cross examples); None = on exactly then.",
+    )
+    attn_implementation: str | None = Field(
+        None,
+        description="Attention kernel for the student; None = flash_attention_2 when installed on CUDA, "
+        "else sdpa.",
+    )
+    lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of every weight.")
+    trainer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed unchanged to transformers.TrainingArguments (over our defaults).",
+    )
+
+    @field_validator("trainer")
+    @classmethod
+    def _not_owned(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key in _OWNED:
+                raise ValueError(f"`trainer.{key}` cannot be set: {_OWNED[key]}")
+        return v
+
+    def trainer_kwargs(self, *, output_dir: str, cuda: bool, bf16_ok: bool) -> dict[str, Any]:
+        """Our defaults, then the user's `trainer:` block, then the fields we own."""
+        kwargs = dict(TRAINER_DEFAULTS)
+        if cuda and bf16_ok:
+            kwargs["bf16"] = True
+        if not cuda:
+            kwargs["dataloader_pin_memory"] = False  # pinning needs an accelerator; it only warns without one
+        kwargs.update(self.trainer)
+        kwargs["output_dir"] = output_dir
+        return kwargs
+
+
+def check_trainer_keys(config: SFTConfig) -> None:
+    """Refuse unknown `trainer:` keys by name before transformers turns them into a TypeError."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for key in config.trainer:
+        if key not in known:
+            raise SelfInstructError(f"`trainer.{key}` is not a transformers.TrainingArguments field")

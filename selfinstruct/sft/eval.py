@@ -1,0 +1,193 @@
+"""Student vs base on held-out instructions: does the student stop, how long are its answers, how close are
+they to the references (ROUGE-L)?
+
+The models run through the project's LLM layer, one engine at a time (a `backend_factory(model_path)` makes
+each, so tests and other backends plug in). This module knows nothing of training beyond reading sft.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from selfinstruct.errors import InputError, SelfInstructError
+from selfinstruct.jsonl import dumps, iter_json_objects
+from selfinstruct.llm.base import Backend, Request, Sampling
+from selfinstruct.sft.render import plain_prompt, user_message
+from selfinstruct.sft.train import read_summary
+
+# Evaluation only: never train on it (see shared/data/external/PROVENANCE.md).
+DEFAULT_DATA = Path("../shared/data/external/self_instruct_user_oriented_instructions.jsonl")
+
+
+class EvalItem(BaseModel):
+    id: str
+    instruction: str
+    input: str = ""
+    reference: str
+
+
+class ModelScore(BaseModel):
+    """Figures for one model over the same items."""
+
+    role: Literal["base", "student"]
+    model: str
+    template: str
+    answers: int
+    errors: int = Field(description="Requests the backend could not serve (prompt too long, ...).")
+    stop_share: float = Field(description="Share of answers that ended with the stop token.")
+    length_share: float = Field(description="Share of answers cut off at max_tokens.")
+    mean_tokens: float
+    mean_chars: float
+    rouge_l: float = Field(description="Mean ROUGE-L F-measure against the reference outputs.")
+
+
+class EvalReport(BaseModel):
+    data: str
+    items: int
+    max_tokens: int
+    answers_path: str
+    base: ModelScore
+    student: ModelScore
+
+
+def default_data() -> Path:
+    """The held-out file beside the checkout: from the working directory, else from the package's checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / DEFAULT_DATA).is_file():
+            return (root / DEFAULT_DATA).resolve()
+    raise SelfInstructError(
+        f"no evaluation data at {DEFAULT_DATA} (relative to the repository); pass `--data`"
+    )
+
+
+def load_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
+    """Self-instruct records ({instruction, instances: [{input, output}]}, first instance) or alpaca records
+    ({instruction, input, output}). Other keys are ignored: evaluation files come from elsewhere."""
+    items: list[EvalItem] = []
+    for line, obj in iter_json_objects(path):
+        instruction = obj.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InputError(path, "must be a non-empty string", line=line, field="instruction")
+        if "instances" in obj:
+            inst = obj["instances"]
+            if not isinstance(inst, list) or not inst or not isinstance(inst[0], dict):
+                raise InputError(
+                    path, "must be a non-empty list of {input, output}", line=line, field="instances"
+                )
+            inp, ref, where = inst[0].get("input", ""), inst[0].get("output"), "instances.0"
+        else:
+            inp, ref, where = obj.get("input", ""), obj.get("output"), ""
+        if not isinstance(ref, str) or not isinstance(inp, str):
+            raise InputError(path, "input and output must be strings", line=line, field=where or "output")
+        items.append(
+            EvalItem(id=str(obj.get("id", f"line{line}")), instruction=instruction, input=inp, reference=ref)
+        )
+        if limit is not None and len(items) >= limit:
+            break
+    return items
+
+
+def prompt_mode(model_dir: str | Path) -> str:
+    """How a model wants prompts: the template it was trained with, else chat if it has a chat template."""
+    summary = read_summary(model_dir)
+    if summary is not None:
+        return summary["result"]["template"]
+    from selfinstruct.sft.render import load_tokenizer
+
+    return "chat" if getattr(load_tokenizer(str(model_dir)), "chat_template", None) else "plain"
+
+
+def _request(item: EvalItem, mode: str, sampling: Sampling) -> Request:
+    if mode == "chat":
+        msg = {"role": "user", "content": user_message(item.instruction, item.input)}
+        return Request(id=item.id, messages=(msg,), sampling=sampling)
+    return Request(id=item.id, prompt=plain_prompt(item.instruction, item.input), sampling=sampling)
+
+
+def evaluate(
+    student: str | Path,
+    *,
+    backend_factory: Callable[[str], Backend],
+    base: str | Path | None = None,
+    data: str | Path | None = None,
+    limit: int | None = None,
+    max_tokens: int = 256,
+    answers: str | Path | None = None,
+) -> EvalReport:
+    """Generate greedy answers with the base model, then the student (never both engines alive at once),
+    write every answer to `answers` (JSONL; default STUDENT/eval_answers.jsonl) and score both."""
+    from rouge_score import rouge_scorer
+
+    student = Path(student)
+    if not (student / "config.json").is_file():
+        raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
+    summary = read_summary(student)
+    if base is None:
+        base = summary["result"]["base_model"] if summary else _default_model()
+    data = Path(data) if data is not None else default_data()
+    items = load_items(data, limit)
+    if not items:
+        raise InputError(data, "no evaluation items")
+    answers = Path(answers) if answers is not None else student / "eval_answers.jsonl"
+    sampling = Sampling(temperature=0.0, max_tokens=max_tokens, seed=0)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+    scores, rows = {}, []
+    for role, path in (("base", str(base)), ("student", str(student))):
+        mode = prompt_mode(path)
+        backend = backend_factory(path)
+        try:
+            completions = backend.generate([_request(it, mode, sampling) for it in items])
+        finally:
+            backend.close()  # the next engine needs the memory
+        served = [(it, c) for it, c in zip(items, completions, strict=True) if c.ok]
+        rouge = [scorer.score(it.reference, c.text)["rougeL"].fmeasure for it, c in served]
+        for (it, c), r in zip(served, rouge, strict=True):
+            rows.append(
+                {
+                    "id": it.id,
+                    "role": role,
+                    "model": path,
+                    "instruction": it.instruction,
+                    "input": it.input,
+                    "reference": it.reference,
+                    "answer": c.text,
+                    "finish_reason": c.finish_reason,
+                    "tokens": c.completion_tokens,
+                    "rouge_l": round(r, 4),
+                }
+            )
+        n = len(served) or 1
+        scores[role] = ModelScore(
+            role=role,
+            model=path,
+            template=mode,
+            answers=len(served),
+            errors=len(items) - len(served),
+            stop_share=sum(c.finish_reason == "stop" for _, c in served) / n,
+            length_share=sum(c.finish_reason == "length" for _, c in served) / n,
+            mean_tokens=sum(c.completion_tokens for _, c in served) / n,
+            mean_chars=sum(len(c.text) for _, c in served) / n,
+            rouge_l=sum(rouge) / n,
+        )
+
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.write_text("".join(dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return EvalReport(
+        data=str(data),
+        items=len(items),
+        max_tokens=max_tokens,
+        answers_path=str(answers),
+        base=scores["base"],
+        student=scores["student"],
+    )
+
+
+def _default_model() -> Path:
+    from selfinstruct.models import default_model_dir
+
+    return default_model_dir()

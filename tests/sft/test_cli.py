@@ -1,0 +1,86 @@
+"""`selfinstruct train` / `eval` through typer's CliRunner. Run: .venv/bin/pytest -q tests/sft/test_cli.py"""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from selfinstruct.cli import app
+
+runner = CliRunner()
+FAST = (
+    "trainer:\n  learning_rate: 0.003\n  warmup_steps: 0\n  per_device_train_batch_size: 4\n"
+    "  gradient_accumulation_steps: 1\n"
+)
+
+
+def test_train_json_prints_one_object_and_writes_the_checkpoint(tmp_path, tiny_llama, alpaca_small):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(FAST)
+    out = tmp_path / "student"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(alpaca_small),
+            "--model",
+            str(tiny_llama),
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--config",
+            str(cfg),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["steps"] == 3 and result["used"] == 48 and result["final_loss"] > 0
+    assert (out / "config.json").is_file() and (out / "metrics.jsonl").is_file()
+
+
+def test_train_human_output_shows_preview_summary_and_skips(tmp_path, tiny_llama):
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        '{"instruction": "Say hi.", "input": "", "output": "Hi there."}\n'
+        '{"instruction": "Write a long text.", "input": "", "output": "' + "word " * 300 + '"}\n'
+    )
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "-d",
+            str(data),
+            "-m",
+            str(tiny_llama),
+            "-o",
+            str(tmp_path / "s"),
+            "--max-steps",
+            "1",
+            "--max-length",
+            "64",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "1/2 examples used (skipped: 1 too long)" in res.stdout
+    assert "final loss" in res.stdout
+    assert "sft.max_length = 64" in res.stderr and "supervised" in res.stderr
+    assert "Hi there." in res.stderr  # the coloured preview of the first example
+
+
+def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"instruction": "x", "output": "y"}\n{"instruction": "x"}\n')
+    res = runner.invoke(app, ["train", "-d", str(data), "-m", str(tiny_llama), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines()[-1] == f"error: {data}:2: output: Field required"
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "-d", str(data), "-o", str(tmp_path / "o"), "--template", "fancy"])
+    assert (
+        res.exit_code == 1 and "sft config: template: Input should be 'auto', 'chat' or 'plain'" in res.stderr
+    )
+    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
