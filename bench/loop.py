@@ -46,10 +46,17 @@ def main() -> None:
     from selfinstruct.llm.vllm_engine import VLLMBackend
 
     os.chdir(ROOT)
-    recipe = resolve(load_recipe("pipelines/quickstart.yaml", {
-        "loop.target": 100_000, "loop.max_rounds": args.rounds, "loop.round_size": args.round_size,
-        "loop.patience": None,
-    }))
+    recipe = resolve(
+        load_recipe(
+            "pipelines/quickstart.yaml",
+            {
+                "loop.target": 100_000,
+                "loop.max_rounds": args.rounds,
+                "loop.round_size": args.round_size,
+                "loop.patience": None,
+            },
+        )
+    )
     backend = VLLMBackend.from_config(recipe.backend)
     rec = Recording(backend)
     # Warm-up outside both measurements: the first batch pays one-off engine costs.

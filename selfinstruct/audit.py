@@ -120,8 +120,14 @@ def load_run(root: str | Path) -> AuditInput:
     pool = _seed_text(manifest.seeds.get("path") if manifest else None)
     pool.update({t.id: t.instruction for t in tasks})
     accepted = [
-        Accepted(t.id, t.instruction, t.round, _score(t.meta.get("rouge_max")), t.provenance,
-                 bool((t.meta.get("rouge_max") or {}).get("below")))
+        Accepted(
+            t.id,
+            t.instruction,
+            t.round,
+            _score(t.meta.get("rouge_max")),
+            t.provenance,
+            bool((t.meta.get("rouge_max") or {}).get("below")),
+        )
         for t in tasks
     ]
     return AuditInput(str(root), kind, accepted, rejects, manifest.readmitted if manifest else [], pool)
@@ -167,7 +173,9 @@ def _seed_text(path: Any) -> dict[str, str]:
 
 def _score(value: Any) -> float | None:
     if isinstance(value, dict):
-        if value.get("below"):  # only a bound (the true maximum is under the filter's report floor): not binned
+        if value.get(
+            "below"
+        ):  # only a bound (the true maximum is under the filter's report floor): not binned
             return None
         value = value.get("score")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

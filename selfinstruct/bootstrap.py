@@ -71,11 +71,18 @@ def request_seed(loop_seed: int, rnd: int, i: int) -> int:
     return (loop_seed * 1_000_003 + rnd * 10_007 + i) % (2**31 - 1)
 
 
-def _reject(stage: str, reason: str, rnd: int, *, raw: str = "", record: dict | None = None, **evidence) -> Reject:
+def _reject(
+    stage: str, reason: str, rnd: int, *, raw: str = "", record: dict | None = None, **evidence
+) -> Reject:
     key = raw or (str(record) if record else "")
     return Reject(
         id=content_id("r", str(rnd), stage, reason, key, str(evidence.get("index", ""))),
-        stage=stage, reason=reason, evidence=evidence, raw=raw, record=record, round=rnd,
+        stage=stage,
+        reason=reason,
+        evidence=evidence,
+        raw=raw,
+        record=record,
+        round=rnd,
     )
 
 
@@ -89,8 +96,16 @@ class Bootstrap:
     """One run of the loop over an open store. `run()` returns the stop reason."""
 
     def __init__(
-        self, recipe: Recipe, backend: Backend, chain: FilterChain, store: RunStore, seeds: Sequence[Task], *,
-        style: prompts.Style, state: LoopState | None = None, on_round: Callable[[RoundReport], None] | None = None,
+        self,
+        recipe: Recipe,
+        backend: Backend,
+        chain: FilterChain,
+        store: RunStore,
+        seeds: Sequence[Task],
+        *,
+        style: prompts.Style,
+        state: LoopState | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
     ):
         self.recipe, self.backend, self.chain, self.store = recipe, backend, chain, store
         self.loop, self.sampling = recipe.loop, recipe.sampling
@@ -102,7 +117,9 @@ class Bootstrap:
         # Instance prompts show seeds of the same kind as layout examples.
         self._complete = [s for s in self.seeds if s.instances]
         if not self._complete:
-            raise SelfInstructError("the seed tasks have no instances: instance and Alpaca prompts need examples")
+            raise SelfInstructError(
+                "the seed tasks have no instances: instance and Alpaca prompts need examples"
+            )
         self._shots = {
             flag: [s for s in self._complete if bool(s.is_classification) == flag] or self._complete
             for flag in (True, False)
@@ -131,11 +148,20 @@ class Bootstrap:
         for where in ("reserve", "pending_classify", "pending_instances"):
             left += [(where, t) for t in getattr(st, where)]
             setattr(st, where, [])
-        self.store.append(rejects=[
-            _reject("loop", "loop_unfinished", st.round, raw=t.meta.get("raw", ""), record=t.model_dump(),
-                    stop=reason, waiting_in=where)
-            for where, t in left
-        ])
+        self.store.append(
+            rejects=[
+                _reject(
+                    "loop",
+                    "loop_unfinished",
+                    st.round,
+                    raw=t.meta.get("raw", ""),
+                    record=t.model_dump(),
+                    stop=reason,
+                    waiting_in=where,
+                )
+                for where, t in left
+            ]
+        )
         return reason
 
     # ------------------------------------------------------------------ one round
@@ -150,10 +176,12 @@ class Bootstrap:
         requests: list[Request] = []
 
         def add(kind: str, ref: object, prompt: prompts.Prompt, sampling: Sampling) -> None:
-            sampling = sampling.model_copy(update={
-                "seed": request_seed(self.loop.seed, rnd, len(requests)),
-                "stop": tuple(dict.fromkeys(sampling.stop + prompt.stop)),
-            })
+            sampling = sampling.model_copy(
+                update={
+                    "seed": request_seed(self.loop.seed, rnd, len(requests)),
+                    "stop": tuple(dict.fromkeys(sampling.stop + prompt.stop)),
+                }
+            )
             key = "messages" if isinstance(prompt.content, tuple) else "prompt"
             requests.append(Request(id=f"{rnd}-{len(requests)}", sampling=sampling, **{key: prompt.content}))
             plan.append((kind, ref))
@@ -164,21 +192,44 @@ class Bootstrap:
         if self.loop.mode == "self_instruct":
             for task in self._take(st.pending_instances, budget):
                 shots = self._shots[bool(task.is_classification)][: self.loop.instance_shots]
-                add("instances", task, prompts.instance_prompt(task, shots, bool(task.is_classification), self.style,
-                                                               n_examples=self.loop.max_instances), self.sampling.instances)
+                add(
+                    "instances",
+                    task,
+                    prompts.instance_prompt(
+                        task,
+                        shots,
+                        bool(task.is_classification),
+                        self.style,
+                        n_examples=self.loop.max_instances,
+                    ),
+                    self.sampling.instances,
+                )
             for task in self._take(st.pending_classify, budget - len(requests)):
-                add("classify", task, prompts.classify_prompt(task.instruction, self.style), self.sampling.classify)
+                add(
+                    "classify",
+                    task,
+                    prompts.classify_prompt(task.instruction, self.style),
+                    self.sampling.classify,
+                )
         rng = random.Random(self.loop.seed * 1_000_003 + rnd)
         for i in range(self._new_requests(budget - len(requests))):
             if self.loop.mode == "self_instruct":
                 shown = self._in_context(rng)
                 # ref: the number the model continues from (raw prompts end with it)
-                add("instructions", len(shown) + 1,
-                    prompts.instruction_prompt(shown, self.loop.new_per_request, self.style), self.sampling.instructions)
+                add(
+                    "instructions",
+                    len(shown) + 1,
+                    prompts.instruction_prompt(shown, self.loop.new_per_request, self.style),
+                    self.sampling.instructions,
+                )
             else:
                 shots = rng.sample(self._complete, min(self.loop.alpaca_in_context, len(self._complete)))
-                add("examples", i, prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
-                    self.sampling.instructions)
+                add(
+                    "examples",
+                    i,
+                    prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
+                    self.sampling.instructions,
+                )
 
         with self.stats.timer("generate"):
             completions = self.backend.generate(requests) if requests else []
@@ -197,8 +248,18 @@ class Bootstrap:
         by_reason: dict[str, int] = {}
         for r in rejects:
             by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
-        report = RoundReport(rnd, len(requests), n_acc, len(rejects), self.accepted(), self.loop.target, tokens, g,
-                             time.perf_counter() - t0, by_reason)
+        report = RoundReport(
+            rnd,
+            len(requests),
+            n_acc,
+            len(rejects),
+            self.accepted(),
+            self.loop.target,
+            tokens,
+            g,
+            time.perf_counter() - t0,
+            by_reason,
+        )
         if self.on_round:
             self.on_round(report)
         return report
@@ -238,7 +299,9 @@ class Bootstrap:
         for (kind, ref), comp in zip(plan, completions, strict=True):
             if not comp.ok:
                 record = ref.model_dump() if isinstance(ref, Task) else None
-                rejects.append(_reject("llm", "llm_error", rnd, record=record, error=comp.error, request=comp.request_id))
+                rejects.append(
+                    _reject("llm", "llm_error", rnd, record=record, error=comp.error, request=comp.request_id)
+                )
                 continue
             truncated = comp.finish_reason == "length"
             with self.stats.timer("parse"):
@@ -246,13 +309,19 @@ class Bootstrap:
                     first = ref if self.style == "raw" else None  # raw prompts end with the next number
                     items = parse.parse_list(comp.text, first_number=first, truncated=truncated)
                     if not items:
-                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="numbered list"))
+                        rejects.append(
+                            _reject("parse", "unparseable", rnd, raw=comp.text, expected="numbered list")
+                        )
                     candidates += [self._candidate(it.text, rnd, comp.text, it.complete) for it in items]
                 elif kind == "examples":
-                    text = f"Instruction:{comp.text}" if self.style == "raw" else comp.text  # prompt ended there
+                    text = (
+                        f"Instruction:{comp.text}" if self.style == "raw" else comp.text
+                    )  # prompt ended there
                     pairs = parse.parse_examples(text, truncated=truncated)
                     if not pairs:
-                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, expected="examples"))
+                        rejects.append(
+                            _reject("parse", "unparseable", rnd, raw=comp.text, expected="examples")
+                        )
                     for instr, inst in pairs:
                         task = self._candidate(instr, rnd, comp.text, True)
                         candidates.append(task.model_copy(update={"instances": [inst]}))
@@ -261,16 +330,34 @@ class Bootstrap:
                     if label is None:  # a task is not thrown away over an unclear yes/no: default, and say so
                         self.stats.count("classify_unclear")
                     meta = {**ref.meta, "classify_raw": comp.text.strip()[:80]}
-                    self.state.pending_instances.append(ref.model_copy(update={"is_classification": bool(label), "meta": meta}))
+                    self.state.pending_instances.append(
+                        ref.model_copy(update={"is_classification": bool(label), "meta": meta})
+                    )
                 else:  # instances
-                    insts = parse.parse_instances(comp.text, output_first=bool(ref.is_classification), truncated=truncated)
+                    insts = parse.parse_instances(
+                        comp.text, output_first=bool(ref.is_classification), truncated=truncated
+                    )
                     if not insts:
                         self.state.finished += 1
-                        rejects.append(_reject("parse", "unparseable", rnd, raw=comp.text, record=ref.model_dump(),
-                                               expected="instances"))
+                        rejects.append(
+                            _reject(
+                                "parse",
+                                "unparseable",
+                                rnd,
+                                raw=comp.text,
+                                record=ref.model_dump(),
+                                expected="instances",
+                            )
+                        )
                         continue
-                    with_instances.append(ref.model_copy(update={"instances": insts[: self.loop.max_instances],
-                                                                 "meta": {**ref.meta, "raw_instances": comp.text}}))
+                    with_instances.append(
+                        ref.model_copy(
+                            update={
+                                "instances": insts[: self.loop.max_instances],
+                                "meta": {**ref.meta, "raw_instances": comp.text},
+                            }
+                        )
+                    )
         accepted: list[Task] = []
         with self.stats.timer("filter"):
             if self.loop.mode == "alpaca":
@@ -290,4 +377,10 @@ class Bootstrap:
     @staticmethod
     def _candidate(instruction: str, rnd: int, raw: str, complete: bool) -> Task:
         meta = {"raw": raw, "finish_reason": "stop" if complete else "length"}
-        return Task(id=content_id("t", instruction), instruction=instruction, provenance="generated", round=rnd, meta=meta)
+        return Task(
+            id=content_id("t", instruction),
+            instruction=instruction,
+            provenance="generated",
+            round=rnd,
+            meta=meta,
+        )

@@ -37,21 +37,28 @@ class LoopConfig(_Section):
         64, ge=1, le=8192, description="Requests sent to the backend at once; large enough to keep vLLM busy."
     )
     max_rounds: int | None = Field(None, ge=1, description="Stop after this many rounds (None: no limit).")
-    max_requests: int | None = Field(None, ge=1, description="Stop after this many requests (None: no limit).")
+    max_requests: int | None = Field(
+        None, ge=1, description="Stop after this many requests (None: no limit)."
+    )
     patience: int | None = Field(
         20, ge=1, description="Stop after this many rounds in a row that accept nothing (None: never)."
     )
     seed: int = Field(0, description="Seeds the in-context sampling and every request's sampling seed.")
     prompt_style: Literal["auto", "chat", "raw"] = Field(
-        "auto", description="chat: the model's chat template; raw: plain text continuation; auto: chat if the "
-        "model has a chat template."
+        "auto",
+        description="chat: the model's chat template; raw: plain text continuation; auto: chat if the "
+        "model has a chat template.",
     )
-    in_context_seeds: int = Field(6, ge=0, description="Seed tasks shown per instruction request (Self-Instruct: 6).")
+    in_context_seeds: int = Field(
+        6, ge=0, description="Seed tasks shown per instruction request (Self-Instruct: 6)."
+    )
     in_context_machine: int = Field(
         2, ge=0, description="Accepted machine tasks shown per instruction request (Self-Instruct: 2)."
     )
     new_per_request: int = Field(8, ge=1, le=50, description="New instructions asked for per request.")
-    instance_shots: int = Field(2, ge=0, description="Seed tasks shown as layout examples for instance generation.")
+    instance_shots: int = Field(
+        2, ge=0, description="Seed tasks shown as layout examples for instance generation."
+    )
     max_instances: int = Field(3, ge=1, description="Most instances kept per task.")
     alpaca_in_context: int = Field(3, ge=1, description="Seed examples shown per Alpaca request.")
 
@@ -104,9 +111,21 @@ class Recipe(_Section):
 
 
 # Settings whose change alters the data a run produces (checked on resume). Paths are dotted prefixes.
-DATA_FIELDS = ("backend.model", "backend.dtype", "loop.mode", "loop.seed", "loop.prompt_style",
-               "loop.in_context_seeds", "loop.in_context_machine", "loop.new_per_request", "loop.instance_shots",
-               "loop.max_instances", "loop.alpaca_in_context", "sampling", "filters")
+DATA_FIELDS = (
+    "backend.model",
+    "backend.dtype",
+    "loop.mode",
+    "loop.seed",
+    "loop.prompt_style",
+    "loop.in_context_seeds",
+    "loop.in_context_machine",
+    "loop.new_per_request",
+    "loop.instance_shots",
+    "loop.max_instances",
+    "loop.alpaca_in_context",
+    "sampling",
+    "filters",
+)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -118,7 +137,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise InputError(path, "no such recipe") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise InputError(path, f"malformed YAML ({getattr(e, 'problem', e)})", line=mark.line + 1 if mark else None) from None
+        raise InputError(
+            path, f"malformed YAML ({getattr(e, 'problem', e)})", line=mark.line + 1 if mark else None
+        ) from None
     if not isinstance(data, dict):
         raise InputError(path, "a recipe must be a mapping of sections")
     data.setdefault("name", path.stem)
@@ -170,9 +191,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def changed_settings(recipe: Recipe, overrides: dict[str, Any] | None = None) -> list[tuple[str, Any, str]]:
     """(dotted key, value, source) for every setting that differs from the built-in default (STYLE rule 11)."""
-    default = flatten(Recipe(name=recipe.name, backend={"kind": recipe.backend.kind, **(
-        {"base_urls": recipe.backend.base_urls, "model": recipe.backend.model} if recipe.backend.kind == "openai" else {}
-    )}).model_dump(mode="json"))
+    default = flatten(
+        Recipe(
+            name=recipe.name,
+            backend={
+                "kind": recipe.backend.kind,
+                **(
+                    {"base_urls": recipe.backend.base_urls, "model": recipe.backend.model}
+                    if recipe.backend.kind == "openai"
+                    else {}
+                ),
+            },
+        ).model_dump(mode="json")
+    )
     current = flatten(recipe.model_dump(mode="json"))
     flags = set(overrides or {})
     return [

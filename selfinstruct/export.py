@@ -34,8 +34,12 @@ def user_text(example: Example) -> str:
 def rows(tasks: Iterable[Task], fmt: Format) -> list[dict]:
     if fmt == "self-instruct":
         return [
-            {"id": t.id, "instruction": t.instruction, "instances": [{"input": i.input, "output": i.output} for i in t.instances],
-             "is_classification": bool(t.is_classification)}
+            {
+                "id": t.id,
+                "instruction": t.instruction,
+                "instances": [{"input": i.input, "output": i.output} for i in t.instances],
+                "is_classification": bool(t.is_classification),
+            }
             for t in tasks
         ]
     examples = [e for t in tasks for e in t.examples()]
@@ -43,7 +47,12 @@ def rows(tasks: Iterable[Task], fmt: Format) -> list[dict]:
         return [{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]
     if fmt == "messages":
         return [
-            {"messages": [{"role": "user", "content": user_text(e)}, {"role": "assistant", "content": e.output}]}
+            {
+                "messages": [
+                    {"role": "user", "content": user_text(e)},
+                    {"role": "assistant", "content": e.output},
+                ]
+            }
             for e in examples
         ]
     raise ValueError(f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}")

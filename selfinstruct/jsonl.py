@@ -25,7 +25,9 @@ def first_error(err: ValidationError) -> tuple[str, str]:
     return loc, msg
 
 
-def iter_json_objects(path: str | Path, *, bad_lines: list[InputError] | None = None) -> Iterator[tuple[int, dict]]:
+def iter_json_objects(
+    path: str | Path, *, bad_lines: list[InputError] | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) from a JSONL file or a JSON array file.
 
     For a JSON array the line is where the element starts, so errors still point somewhere useful.

@@ -46,7 +46,9 @@ def gguf_path() -> Path:
             path = Path(dist.locate_file(f))
             if path.is_file():
                 return path
-    raise SelfInstructError(f"`{PACKAGE}` is installed but holds no {GGUF_NAME}; reinstall {PACKAGE}=={PACKAGE_VERSION}")
+    raise SelfInstructError(
+        f"`{PACKAGE}` is installed but holds no {GGUF_NAME}; reinstall {PACKAGE}=={PACKAGE_VERSION}"
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ def prepare(out_dir: str | Path | None = None, *, force: bool = False) -> Prepar
     tokenizer.save_pretrained(tmp)
     _verify(tmp)
     (tmp / MARKER).write_text(
-        json.dumps({"source": f"{PACKAGE}=={PACKAGE_VERSION}:{GGUF_NAME}", "size": src.stat().st_size}, indent=1)
+        json.dumps(
+            {"source": f"{PACKAGE}=={PACKAGE_VERSION}:{GGUF_NAME}", "size": src.stat().st_size}, indent=1
+        )
     )
     if out.exists():
         shutil.rmtree(out)

@@ -21,7 +21,9 @@ _ITEM = re.compile(
 _LEAD_LABEL = re.compile(r"^(?:task|instruction|new task)\s*(?:\d+)?\s*[:.\-]\s*", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```.*$", re.MULTILINE)
 _EMPHASIS = re.compile(r"(\*\*|__)")
-NONE_INPUTS = frozenset({"", "<none>", "none", "<noinput>", "no input", "n/a", "na", "-", "nothing", "(none)", "null"})
+NONE_INPUTS = frozenset(
+    {"", "<none>", "none", "<noinput>", "no input", "n/a", "na", "-", "nothing", "(none)", "null"}
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def parse_list(text: str, *, first_number: int | None = None, truncated: bool = 
     open_item = False
     for line in text.split("\n"):
         m = _ITEM.match(line)
-        if m and line[m.end():].strip():
-            items.append([line[m.end():].strip()])
+        if m and line[m.end() :].strip():
+            items.append([line[m.end() :].strip()])
             open_item = True
         elif not line.strip():
             open_item = False
@@ -83,7 +85,10 @@ _FIELD = re.compile(
     r"\s*:\s*(?:\*\*|__)?\s*",
     re.IGNORECASE | re.MULTILINE,
 )
-_BLOCK = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?\s*example\s*\d+\s*(?:\*\*)?\s*[:.]?\s*(?:\*\*)?\s*$", re.IGNORECASE | re.MULTILINE)
+_BLOCK = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?\s*example\s*\d+\s*(?:\*\*)?\s*[:.]?\s*(?:\*\*)?\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _ALIASES = {"class": "label", "answer": "output", "response": "output"}
 
 
@@ -95,7 +100,7 @@ def _fields(block: str) -> dict[str, str]:
     for m, end in zip(matches, ends, strict=False):  # no matches: nothing to pair
         name = m.group("name").lower()
         name = _ALIASES.get(name, name)
-        value = block[m.end():end]
+        value = block[m.end() : end]
         if name not in out:
             out[name] = _EMPHASIS.sub("", value).strip()
     return out
@@ -107,12 +112,16 @@ def _blocks(text: str, split_on: str) -> list[str]:
     parts = [p for p in _BLOCK.split(text) if p.strip()]
     blocks = []
     for part in parts:
-        starts = [m.start() for m in _FIELD.finditer(part) if _ALIASES.get(m.group("name").lower(), m.group("name").lower()) == split_on]
+        starts = [
+            m.start()
+            for m in _FIELD.finditer(part)
+            if _ALIASES.get(m.group("name").lower(), m.group("name").lower()) == split_on
+        ]
         if len(starts) <= 1:
             blocks.append(part)
             continue
         cuts = [0, *starts[1:], len(part)]
-        blocks += [part[a:b] for a, b in zip(cuts, cuts[1:]) if part[a:b].strip()]
+        blocks += [part[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if part[a:b].strip()]
     return blocks
 
 

@@ -42,13 +42,25 @@ def _load_state(root: Path) -> dict[str, Any]:
 def _generate(recipe: Recipe, root: Path, note) -> dict:
     from selfinstruct.generate import generate
 
-    m = generate(recipe, root, on_note=note, on_round=lambda r: note(
-        f"round {r.round}: accepted {r.accepted_total}/{r.target}, "
-        f"{r.completion_tokens / max(r.generate_s, 1e-9):.0f} tok/s"))
+    m = generate(
+        recipe,
+        root,
+        on_note=note,
+        on_round=lambda r: note(
+            f"round {r.round}: accepted {r.accepted_total}/{r.target}, "
+            f"{r.completion_tokens / max(r.generate_s, 1e-9):.0f} tok/s"
+        ),
+    )
     if m.counts.get("accepted", 0) == 0:
-        raise SelfInstructError(f"{root}: generation accepted no tasks ({m.stop_reason}); nothing to train on")
-    return {"accepted": m.counts.get("accepted", 0), "rejected": m.counts.get("rejected", 0),
-            "stop_reason": m.stop_reason, "out": str(root)}
+        raise SelfInstructError(
+            f"{root}: generation accepted no tasks ({m.stop_reason}); nothing to train on"
+        )
+    return {
+        "accepted": m.counts.get("accepted", 0),
+        "rejected": m.counts.get("rejected", 0),
+        "stop_reason": m.stop_reason,
+        "out": str(root),
+    }
 
 
 def _filter(recipe: Recipe, root: Path, note) -> dict:
@@ -78,8 +90,14 @@ def _train(recipe: Recipe, root: Path, note) -> dict:
             note(f"train step {step}/{total}: loss {logs['loss']:.4f}")
 
     res = train(recipe.sft, root / "export" / "train.jsonl", root / "student", progress=progress)
-    return {"used": res.used, "skipped": res.skipped, "steps": res.steps, "final_loss": res.final_loss,
-            "tokens_trained": res.tokens_trained, "out": res.out}
+    return {
+        "used": res.used,
+        "skipped": res.skipped,
+        "steps": res.steps,
+        "final_loss": res.final_loss,
+        "tokens_trained": res.tokens_trained,
+        "out": res.out,
+    }
 
 
 def _eval(recipe: Recipe, root: Path, note) -> dict:
@@ -94,20 +112,41 @@ def _eval(recipe: Recipe, root: Path, note) -> dict:
 
     out = root / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    report = evaluate(root / "student", backend_factory=factory, base=recipe.sft.model, data=recipe.eval.data,
-                      limit=recipe.eval.limit, max_tokens=recipe.eval.max_tokens, answers=out / "answers.jsonl")
+    report = evaluate(
+        root / "student",
+        backend_factory=factory,
+        base=recipe.sft.model,
+        data=recipe.eval.data,
+        limit=recipe.eval.limit,
+        max_tokens=recipe.eval.max_tokens,
+        answers=out / "answers.jsonl",
+    )
     write_json_atomic(out / "report.json", report.model_dump(mode="json"))
-    return {"base_stop_share": report.base.stop_share, "student_stop_share": report.student.stop_share,
-            "base_rouge_l": report.base.rouge_l, "student_rouge_l": report.student.rouge_l, "out": str(out)}
+    return {
+        "base_stop_share": report.base.stop_share,
+        "student_stop_share": report.student.stop_share,
+        "base_rouge_l": report.base.rouge_l,
+        "student_rouge_l": report.student.rouge_l,
+        "out": str(out),
+    }
 
 
 RUNNERS: dict[str, Callable[[Recipe, Path, Callable[[str], None]], dict]] = {
-    "generate": _generate, "filter": _filter, "export": _export, "train": _train, "eval": _eval,
+    "generate": _generate,
+    "filter": _filter,
+    "export": _export,
+    "train": _train,
+    "eval": _eval,
 }
 
 
-def run(recipe: Recipe, root: str | Path, *, stages: tuple[str, ...] = STAGES,
-        note: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+def run(
+    recipe: Recipe,
+    root: str | Path,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    note: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
     """Run the stages in order, skipping finished ones. Returns pipeline.json's content plus `skipped`."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:

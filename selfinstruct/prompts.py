@@ -132,7 +132,9 @@ def instance_prompt(
     blocks = []
     for shot in shots:
         inst = shot.instances[0]
-        blocks.append(f"Task: {shot.instruction.strip()}\nExample 1\n{_render_instance(inst.input, inst.output, output_first)}")
+        blocks.append(
+            f"Task: {shot.instruction.strip()}\nExample 1\n{_render_instance(inst.input, inst.output, output_first)}"
+        )
     body = f"{head}\n\n" + "\n\n".join(blocks) + f"\n\nTask: {task.instruction.strip()}\nExample 1\n"
     # The next "Task:" line means the model has moved on to inventing another task; past n examples, enough.
     stop = ("\nTask:", f"Example {n_examples + 1}")

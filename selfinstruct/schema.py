@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -55,7 +55,10 @@ class Task(_Record):
         """Flatten into one Example per instance (the shape SFT and export read)."""
         return [
             Example(
-                id=f"{self.id}#{i}", instruction=self.instruction, input=inst.input, output=inst.output,
+                id=f"{self.id}#{i}",
+                instruction=self.instruction,
+                input=inst.input,
+                output=inst.output,
                 meta={"task_id": self.id},
             )
             for i, inst in enumerate(self.instances)
@@ -88,7 +91,7 @@ class Reject(_Record):
     raw: str = ""
     record: dict[str, Any] | None = None
     round: int | None = None
-    time: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 class Readmission(_Record):

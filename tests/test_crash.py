@@ -18,8 +18,21 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 def _cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "selfinstruct", "generate", str(ROOT / "pipelines" / "quickstart.yaml"),
-            "--out", str(out), "--num-instructions", "6", "--round-size", "16", "--max-rounds", "8"]
+    return [
+        sys.executable,
+        "-m",
+        "selfinstruct",
+        "generate",
+        str(ROOT / "pipelines" / "quickstart.yaml"),
+        "--out",
+        str(out),
+        "--num-instructions",
+        "6",
+        "--round-size",
+        "16",
+        "--max-rounds",
+        "8",
+    ]
 
 
 def _lines(path: Path) -> list[str]:
@@ -36,8 +49,9 @@ def _check(out: Path) -> tuple[list[str], list[str]]:
 
 def _start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(_cmd(out), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        _cmd(out), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -73,15 +87,21 @@ def test_kill_nine_at_several_points_then_resume(tmp_path):
 
     # 2. mid-round: after a round has been written, while the next one is generating
     proc = _start(out)
-    _wait_for(lambda: (out / "rejects.jsonl").exists() and (out / "rejects.jsonl").stat().st_size > 0, proc, 600)
+    _wait_for(
+        lambda: (out / "rejects.jsonl").exists() and (out / "rejects.jsonl").stat().st_size > 0, proc, 600
+    )
     time.sleep(2)
     _kill(proc)
     assert_nothing_lost()
 
     # 3. during writes: the moment a run file grows
-    sizes = {n: (out / n).stat().st_size if (out / n).exists() else 0 for n in ("tasks.jsonl", "rejects.jsonl")}
+    sizes = {
+        n: (out / n).stat().st_size if (out / n).exists() else 0 for n in ("tasks.jsonl", "rejects.jsonl")
+    }
     proc = _start(out)
-    _wait_for(lambda: any((out / n).exists() and (out / n).stat().st_size > s for n, s in sizes.items()), proc, 600)
+    _wait_for(
+        lambda: any((out / n).exists() and (out / n).stat().st_size > s for n, s in sizes.items()), proc, 600
+    )
     _kill(proc)
     assert_nothing_lost()
 
@@ -92,7 +112,9 @@ def test_kill_nine_at_several_points_then_resume(tmp_path):
     log = proc.communicate(timeout=900)[0].decode()
     assert proc.returncode == 0, log[-3000:]
     assert "repaired a torn last line in tasks.jsonl" in log
-    assert json.loads((out / "torn.log").read_text().splitlines()[-1])["fragment"].startswith('{"id": "t-torn"')
+    assert json.loads((out / "torn.log").read_text().splitlines()[-1])["fragment"].startswith(
+        '{"id": "t-torn"'
+    )
     assert_nothing_lost()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stop_reason"] in ("target_reached", "max_rounds", "no_progress")

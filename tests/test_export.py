@@ -14,16 +14,33 @@ from selfinstruct.store import RunStore
 def run_dir(tmp_path):
     run = tmp_path / "run"
     with RunStore.open(run) as s:
-        s.append([
-            Task(id="a", instruction="Add the numbers.", instances=[Instance(input="2 and 3", output="5"),
-                                                                     Instance(input="1 and 1", output="2")]),
-            Task(id="b", instruction="Name a colour.", instances=[Instance(output="Teal")], is_classification=False),
-        ])
+        s.append(
+            [
+                Task(
+                    id="a",
+                    instruction="Add the numbers.",
+                    instances=[Instance(input="2 and 3", output="5"), Instance(input="1 and 1", output="2")],
+                ),
+                Task(
+                    id="b",
+                    instruction="Name a colour.",
+                    instances=[Instance(output="Teal")],
+                    is_classification=False,
+                ),
+            ]
+        )
     return run
 
 
-@pytest.mark.parametrize("fmt, name, rows", [("alpaca", "a.json", 3), ("alpaca", "a.jsonl", 3),
-                                             ("messages", "m.jsonl", 3), ("self-instruct", "s.jsonl", 2)])
+@pytest.mark.parametrize(
+    "fmt, name, rows",
+    [
+        ("alpaca", "a.json", 3),
+        ("alpaca", "a.jsonl", 3),
+        ("messages", "m.jsonl", 3),
+        ("self-instruct", "s.jsonl", 2),
+    ],
+)
 def test_export_loads_with_datasets(run_dir, tmp_path, fmt, name, rows):
     import datasets
 
@@ -34,8 +51,10 @@ def test_export_loads_with_datasets(run_dir, tmp_path, fmt, name, rows):
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
     assert len(ds) == rows
     if fmt == "messages":
-        assert ds[0]["messages"] == [{"role": "user", "content": "Add the numbers.\n\n2 and 3"},
-                                     {"role": "assistant", "content": "5"}]
+        assert ds[0]["messages"] == [
+            {"role": "user", "content": "Add the numbers.\n\n2 and 3"},
+            {"role": "assistant", "content": "5"},
+        ]
     if fmt == "alpaca":
         assert ds[2] == {"instruction": "Name a colour.", "input": "", "output": "Teal"}
 

@@ -46,7 +46,9 @@ def test_gguf_is_found():
 
 @pytest.mark.vllm
 def test_vllm_engine_generates_from_prepared_checkpoint(vllm_backend):
-    req = Request(messages=({"role": "user", "content": "List three colours."},), sampling=Sampling(max_tokens=24))
+    req = Request(
+        messages=({"role": "user", "content": "List three colours."},), sampling=Sampling(max_tokens=24)
+    )
     (out,) = vllm_backend.generate([req])
     assert out.ok and out.text.strip()
     assert out.completion_tokens > 0 and out.prompt_tokens > 0

@@ -17,13 +17,28 @@ OUTPUTS = json.loads((Path(__file__).parent / "data" / "embedded_outputs.json").
 @pytest.mark.parametrize(
     "text, first, expected",
     [
-        ("1. Sort the list.\n2) Name a fruit.\n3: Tell a joke.", None, ["Sort the list.", "Name a fruit.", "Tell a joke."]),
+        (
+            "1. Sort the list.\n2) Name a fruit.\n3: Tell a joke.",
+            None,
+            ["Sort the list.", "Name a fruit.", "Tell a joke."],
+        ),
         (" Count the vowels.\n10. Add two numbers.", 9, ["Count the vowels.", "Add two numbers."]),
         ("**9.** Bold task here.\n**10. Another bold one**", None, ["Bold task here.", "Another bold one"]),
-        ("Task 9: Summarise the text.\nTask 10: Translate it.", None, ["Summarise the text.", "Translate it."]),
-        ("- Bullet one is here\n* Bullet two is here\n• Bullet three", None,
-         ["Bullet one is here", "Bullet two is here", "Bullet three"]),
-        ("9. A task that goes on\nover two lines.\n\nSome commentary after.", None, ["A task that goes on over two lines."]),
+        (
+            "Task 9: Summarise the text.\nTask 10: Translate it.",
+            None,
+            ["Summarise the text.", "Translate it."],
+        ),
+        (
+            "- Bullet one is here\n* Bullet two is here\n• Bullet three",
+            None,
+            ["Bullet one is here", "Bullet two is here", "Bullet three"],
+        ),
+        (
+            "9. A task that goes on\nover two lines.\n\nSome commentary after.",
+            None,
+            ["A task that goes on over two lines."],
+        ),
         ('9. "Quoted task."\n10. Instruction: Labelled task.', None, ["Quoted task.", "Labelled task."]),
         ("```\n9. Fenced task.\n```", None, ["Fenced task."]),
         ("No list at all, just prose.", None, []),
@@ -52,8 +67,17 @@ def test_real_chat_instruction_lists_parse():
     assert sum(bool(p) for p in parsed) >= 2
 
 
-@pytest.mark.parametrize("text, expected", [("Yes", True), (" No\n\nTask: more", False), ("**yes**.", True),
-                                             ("false", False), ("Maybe so", None), ("", None)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Yes", True),
+        (" No\n\nTask: more", False),
+        ("**yes**.", True),
+        ("false", False),
+        ("Maybe so", None),
+        ("", None),
+    ],
+)
 def test_yes_no(text, expected):
     assert parse_yes_no(text) is expected
 
@@ -90,10 +114,15 @@ def test_real_instance_outputs_do_not_crash_and_keep_fields():
 
 
 def test_alpaca_examples():
-    text = ("Instruction: Add the numbers.\nInput: 1, 2\nOutput: 3\n\n### Example 5\nInstruction: Name a bird.\n"
-            "Input: <none>\nOutput: Robin\n\n### Example 6\nInstruction: Half done\nInput:")
+    text = (
+        "Instruction: Add the numbers.\nInput: 1, 2\nOutput: 3\n\n### Example 5\nInstruction: Name a bird.\n"
+        "Input: <none>\nOutput: Robin\n\n### Example 6\nInstruction: Half done\nInput:"
+    )
     got = parse_examples(text)
-    assert [(a, i.input, i.output) for a, i in got] == [("Add the numbers.", "1, 2", "3"), ("Name a bird.", "", "Robin")]
+    assert [(a, i.input, i.output) for a, i in got] == [
+        ("Add the numbers.", "1, 2", "3"),
+        ("Name a bird.", "", "Robin"),
+    ]
 
 
 def test_real_alpaca_outputs():

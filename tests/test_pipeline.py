@@ -20,7 +20,11 @@ def test_run_quickstart_then_rerun_skips_finished_stages(tmp_path, external):
     recipe["seeds"] = str(ROOT / "seeds")
     recipe["loop"].update(target=2, round_size=16, max_rounds=6)
     recipe["sft"]["trainer"].update(max_steps=2)
-    recipe["eval"] = {"limit": 3, "max_tokens": 24, "data": str(external / "self_instruct_user_oriented_instructions.jsonl")}
+    recipe["eval"] = {
+        "limit": 3,
+        "max_tokens": 24,
+        "data": str(external / "self_instruct_user_oriented_instructions.jsonl"),
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
@@ -41,5 +45,11 @@ def test_run_quickstart_then_rerun_skips_finished_stages(tmp_path, external):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout.strip().splitlines()[-1])["skipped"] == ["generate", "filter", "export", "train", "eval"]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["skipped"] == [
+        "generate",
+        "filter",
+        "export",
+        "train",
+        "eval",
+    ]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from pydantic import ValidationError
 
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps, iter_json_objects, read_records
@@ -13,8 +12,13 @@ from selfinstruct.stats import Stats
 
 def test_task_round_trip_through_jsonl(tmp_path):
     task = Task(
-        id="t-1", instruction="Name a prime number.", instances=[Instance(output="7", meta={"finish_reason": "stop"})],
-        is_classification=False, provenance="generated", round=3, meta={"raw": "1. Name a prime number."},
+        id="t-1",
+        instruction="Name a prime number.",
+        instances=[Instance(output="7", meta={"finish_reason": "stop"})],
+        is_classification=False,
+        provenance="generated",
+        round=3,
+        meta={"raw": "1. Name a prime number."},
     )
     path = tmp_path / "tasks.jsonl"
     path.write_text(dumps(task) + "\n")
@@ -26,9 +30,13 @@ def test_task_round_trip_through_jsonl(tmp_path):
 
 
 def test_reject_and_manifest_round_trip():
-    rej = Reject(id="r-1", stage="rouge", reason="rouge_too_similar", evidence={"score": 0.75}, raw="x", round=1)
+    rej = Reject(
+        id="r-1", stage="rouge", reason="rouge_too_similar", evidence={"score": 0.75}, raw="x", round=1
+    )
     assert Reject.model_validate_json(rej.model_dump_json()) == rej
-    man = RunManifest(name="n", created="c", updated="u", config={"a": 1}, config_hash="h", model="m", backend="vllm")
+    man = RunManifest(
+        name="n", created="c", updated="u", config={"a": 1}, config_hash="h", model="m", backend="vllm"
+    )
     assert RunManifest.model_validate(json.loads(man.model_dump_json())) == man
 
 

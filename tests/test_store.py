@@ -7,11 +7,18 @@ from selfinstruct.store import REJECTS, TASKS, TORN, RunStore, repair_torn_tail
 
 
 def _task(i: int) -> Task:
-    return Task(id=f"t{i}", instruction=f"Do thing number {i}.", instances=[Instance(output=str(i))], provenance="generated")
+    return Task(
+        id=f"t{i}",
+        instruction=f"Do thing number {i}.",
+        instances=[Instance(output=str(i))],
+        provenance="generated",
+    )
 
 
 def _rej(i: int, reason: str = "rouge_too_similar") -> Reject:
-    return Reject(id=f"r{i}", stage=reason.split("_")[0], reason=reason, evidence={"score": 0.8}, raw=f"raw {i}")
+    return Reject(
+        id=f"r{i}", stage=reason.split("_")[0], reason=reason, evidence={"score": 0.8}, raw=f"raw {i}"
+    )
 
 
 def test_append_counts_and_dedupes(tmp_path):
@@ -20,8 +27,12 @@ def test_append_counts_and_dedupes(tmp_path):
         assert s.append([_task(2), _task(3)], [_rej(1), _rej(2, "minhash_near_duplicate")]) == (1, 1)
     with RunStore.open(tmp_path) as s:
         assert [t.id for t in s.tasks()] == ["t1", "t2", "t3"]
-        assert s.counts == {"accepted": 3, "rejected": 2, "rejected_rouge_too_similar": 1,
-                            "rejected_minhash_near_duplicate": 1}
+        assert s.counts == {
+            "accepted": 3,
+            "rejected": 2,
+            "rejected_rouge_too_similar": 1,
+            "rejected_minhash_near_duplicate": 1,
+        }
 
 
 def test_lines_are_never_rewritten(tmp_path):
@@ -59,7 +70,9 @@ def test_repair_of_a_file_that_is_one_torn_line(tmp_path):
 
 def test_manifest_replaced_atomically(tmp_path):
     with RunStore.open(tmp_path) as s:
-        m = RunManifest(name="x", created="a", updated="b", config={}, config_hash="h", model="m", backend="vllm")
+        m = RunManifest(
+            name="x", created="a", updated="b", config={}, config_hash="h", model="m", backend="vllm"
+        )
         s.write_manifest(m)
         s.write_manifest(m.model_copy(update={"stop_reason": "target_reached"}))
         assert s.manifest().stop_reason == "target_reached"

@@ -12,7 +12,19 @@ import pkgutil
 from selfinstruct.cli.app import app
 
 # Data-flow order: the help lists commands in the order a user meets them.
-_ORDER = ["model", "seeds", "serve", "generate", "filter", "export", "audit", "readmit", "train", "eval", "run"]
+_ORDER = [
+    "model",
+    "seeds",
+    "serve",
+    "generate",
+    "filter",
+    "export",
+    "audit",
+    "readmit",
+    "train",
+    "eval",
+    "run",
+]
 
 
 def _register() -> None:

@@ -6,15 +6,26 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from selfinstruct.cli.app import app, console, err_console
 
 
 def recipe_overrides(
-    num_instructions: int | None, backend: str | None, base_urls: list[str] | None, model: str | None,
-    max_rounds: int | None, round_size: int | None,
+    num_instructions: int | None,
+    backend: str | None,
+    base_urls: list[str] | None,
+    model: str | None,
+    max_rounds: int | None,
+    round_size: int | None,
 ) -> dict:
     """Flags -> dotted recipe keys. --base-url implies the openai backend."""
     ov: dict = {}
@@ -62,22 +73,32 @@ def print_summary(manifest, out: Path) -> None:
     console.print(table)
     gen = manifest.timings.get("generate", 0.0)
     toks = manifest.tokens.get("completion_tokens", 0)
-    console.print(f"{manifest.rounds} rounds, {c.get('requests', 0)} requests, {toks} tokens generated "
-                  f"({toks / gen if gen else 0:.0f} tok/s while generating); files in [bold]{out}[/]")
+    console.print(
+        f"{manifest.rounds} rounds, {c.get('requests', 0)} requests, {toks} tokens generated "
+        f"({toks / gen if gen else 0:.0f} tok/s while generating); files in [bold]{out}[/]"
+    )
 
 
 @app.command()
 def generate(
-    recipe_path: Path = typer.Argument(..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."),
+    recipe_path: Path = typer.Argument(
+        ..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory [default: data/runs/<recipe name>]."),
-    num_instructions: int = typer.Option(None, "--num-instructions", "-n", help="Target number of accepted tasks."),
+    num_instructions: int = typer.Option(
+        None, "--num-instructions", "-n", help="Target number of accepted tasks."
+    ),
     backend: str = typer.Option(None, "--backend", help="vllm (in process) or openai (HTTP servers)."),
-    base_url: list[str] = typer.Option(None, "--base-url", help="OpenAI-compatible base URL; repeat for replicas."),
+    base_url: list[str] = typer.Option(
+        None, "--base-url", help="OpenAI-compatible base URL; repeat for replicas."
+    ),
     model: str = typer.Option(None, "--model", help="Checkpoint (vllm) or served model name (openai)."),
     max_rounds: int = typer.Option(None, "--max-rounds", help="Stop after this many rounds."),
     round_size: int = typer.Option(None, "--round-size", help="Requests per round."),
     force: bool = typer.Option(False, "--force", help="Resume even though data-changing settings differ."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final manifest's counts as one JSON object."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the final manifest's counts as one JSON object."
+    ),
 ) -> None:
     """Grow tasks from the seeds until the target, a budget, or no progress; resumes an existing run."""
     from selfinstruct.config import load_recipe
@@ -88,21 +109,45 @@ def generate(
     out = out or Path("data/runs") / recipe.name
     print_settings(recipe, overrides)
     progress = Progress(
-        TextColumn("[bold]accepted"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False,
+        TextColumn("[bold]accepted"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
     )
     bar = progress.add_task("generate", total=recipe.loop.target, info="starting the engine")
 
     def on_round(r) -> None:
-        shares = ", ".join(f"{k} {v / max(r.rejected, 1):.0%}" for k, v in sorted(r.rejects_by_reason.items(), key=lambda kv: -kv[1])[:3])
+        shares = ", ".join(
+            f"{k} {v / max(r.rejected, 1):.0%}"
+            for k, v in sorted(r.rejects_by_reason.items(), key=lambda kv: -kv[1])[:3]
+        )
         info = f"round {r.round}: +{r.accepted}, {r.completion_tokens / max(r.generate_s, 1e-9):.0f} tok/s, rejects: {shares or '-'}"
         progress.update(bar, completed=min(r.accepted_total, r.target), info=info)
 
     with progress:
-        manifest = run_generate(recipe, out, force=force, on_round=on_round,
-                                on_note=lambda m: err_console.print(f"[yellow]{m}[/]"))
+        manifest = run_generate(
+            recipe,
+            out,
+            force=force,
+            on_round=on_round,
+            on_note=lambda m: err_console.print(f"[yellow]{m}[/]"),
+        )
     if as_json:
-        print(json.dumps({"out": str(out), "stop_reason": manifest.stop_reason, "rounds": manifest.rounds,
-                          "counts": manifest.counts, "tokens": manifest.tokens}))
+        print(
+            json.dumps(
+                {
+                    "out": str(out),
+                    "stop_reason": manifest.stop_reason,
+                    "rounds": manifest.rounds,
+                    "counts": manifest.counts,
+                    "tokens": manifest.tokens,
+                }
+            )
+        )
     else:
         print_summary(manifest, out)

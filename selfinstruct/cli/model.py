@@ -16,7 +16,9 @@ app.add_typer(model_app, name="model")
 @model_app.command()
 def prepare(
     out: Path = typer.Option(
-        None, "--out", help="Checkpoint directory [default: $SELFINSTRUCT_MODEL_DIR or data/models/smollm2-135m-instruct]"
+        None,
+        "--out",
+        help="Checkpoint directory [default: $SELFINSTRUCT_MODEL_DIR or data/models/smollm2-135m-instruct]",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the checkpoint is already there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

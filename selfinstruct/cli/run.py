@@ -13,11 +13,18 @@ from selfinstruct.cli.app import app, console, err_console
 
 @app.command()
 def run(
-    recipe_path: Path = typer.Argument(..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."),
+    recipe_path: Path = typer.Argument(
+        ..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory [default: data/runs/<recipe name>]."),
-    stages: str = typer.Option(",".join(("generate", "filter", "export", "train", "eval")), "--stages",
-                               help="Comma-separated stages to run, in pipeline order."),
-    num_instructions: int = typer.Option(None, "--num-instructions", "-n", help="Target number of accepted tasks."),
+    stages: str = typer.Option(
+        ",".join(("generate", "filter", "export", "train", "eval")),
+        "--stages",
+        help="Comma-separated stages to run, in pipeline order.",
+    ),
+    num_instructions: int = typer.Option(
+        None, "--num-instructions", "-n", help="Target number of accepted tasks."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print pipeline.json as one JSON object."),
 ) -> None:
     """Generate, filter, export, train and evaluate; finished stages are skipped on rerun."""
@@ -29,8 +36,12 @@ def run(
     recipe = load_recipe(recipe_path, overrides)
     out = out or Path("data/runs") / recipe.name
     print_settings(recipe, overrides)
-    state = run_pipeline(recipe, out, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-                         note=lambda m: err_console.print(f"[dim]{m}[/]"))
+    state = run_pipeline(
+        recipe,
+        out,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        note=lambda m: err_console.print(f"[dim]{m}[/]"),
+    )
     if as_json:
         print(json.dumps(state))
         return
@@ -38,10 +49,18 @@ def run(
     for col in ("stage", "status", "seconds", "produced", "where"):
         table.add_column(col)
     for name, st in state["stages"].items():
-        produced = ", ".join(f"{k} {v}" for k, v in st.items()
-                             if k not in ("finished", "seconds", "out") and not isinstance(v, dict))
-        table.add_row(name, "skipped (done earlier)" if name in state["skipped"] else "done", str(st.get("seconds", "")),
-                      produced, st.get("out", ""))
+        produced = ", ".join(
+            f"{k} {v}"
+            for k, v in st.items()
+            if k not in ("finished", "seconds", "out") and not isinstance(v, dict)
+        )
+        table.add_row(
+            name,
+            "skipped (done earlier)" if name in state["skipped"] else "done",
+            str(st.get("seconds", "")),
+            produced,
+            st.get("out", ""),
+        )
     console.print(table)
     from selfinstruct.export import read_tasks
 
