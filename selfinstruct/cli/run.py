@@ -50,7 +50,7 @@ def run(
         table.add_column(col)
     for name, st in state["stages"].items():
         produced = ", ".join(
-            f"{k} {v}"
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
             for k, v in st.items()
             if k not in ("finished", "seconds", "out") and not isinstance(v, dict)
         )

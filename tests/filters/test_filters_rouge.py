@@ -13,15 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer, scoring
 
+from selfinstruct.filters import rouge
 from selfinstruct.filters.rouge import RougeIndex, fmeasure, rouge_l, tokenize
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
-def reference_kept(texts: list[str], threshold: float) -> list[int]:
-    """Self-Instruct's loop, straight: keep a text if its rougeL F against every kept one is <= threshold."""
-    kept: list[int] = []
-    for i, text in enumerate(texts):
+def reference_kept(texts: list[str], threshold: float, seeds: int = 0) -> list[int]:
+    """Self-Instruct's loop, straight: keep a text if its rougeL F against every kept one is <= threshold
+    (the first `seeds` texts are kept unchecked)."""
+    kept: list[int] = list(range(min(seeds, len(texts))))
+    for i, text in enumerate(texts[len(kept) :], start=len(kept)):
         if all(SCORER.score(text, texts[j])["rougeL"].fmeasure <= threshold for j in kept):
             kept.append(i)
     return kept
@@ -100,6 +102,45 @@ def test_tokenizer_is_rouge_scores(text):
 @given(texts, texts)
 def test_scores_equal_rouge_score_bit_for_bit(a, b):
     assert rouge_l(a, b) == SCORER.score(a, b)["rougeL"].fmeasure
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.one_of(texts, free_texts), min_size=1, max_size=30),
+    st.integers(1, 6),
+    st.integers(0, 8),
+    st.sampled_from([0.3, 0.7]),
+    st.sampled_from([0, 1, 2]),
+)
+def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(monkeypatch, batch, step, seeds, threshold, few):
+    # The real sizes (1024-row chunks, a pool matrix cached past 4096 newer entries, scipy skipped for at
+    # most 4 rows) are only reached by thousands of texts; shrunk, every scan here crosses chunk borders,
+    # rebuilds or reuses the cache, and takes the sparse-product path, the few-rows path, or both.
+    monkeypatch.setattr(rouge, "_CHUNK", 2)
+    monkeypatch.setattr(rouge, "_RECENT", 1)
+    monkeypatch.setattr(rouge, "_FEW", few)
+    index, kept = RougeIndex(threshold), []
+    for i in range(min(seeds, len(batch))):  # pending adds, encoded by the first scan
+        index.add(str(i), batch[i])
+        kept.append(i)
+    for start in range(len(kept), len(batch), step):
+        chunk = batch[start : start + step]
+        scan = index.scan(chunk)
+        for i in range(len(chunk)):
+            best = scan.best(i)
+            if best is None or best[0].score <= threshold:
+                scan.admit(i, str(start + i))
+                kept.append(start + i)
+    assert kept == reference_kept(batch, threshold, seeds)
+
+
+def test_texts_holding_the_batch_separator_tokenize_alone():
+    # A scan joins its texts with NUL to tokenize them in one pass; a text holding NUL takes the slow path.
+    batch = ["copy this text\x00now", "copy this text now", "\x00", "now copy this text"]  # 1, 3: F 1, 0.75
+    assert ours_kept(batch, 0.7) == reference_kept(batch, 0.7) == [0, 2]
+    index = RougeIndex(0.7)
+    index.add("a", "alpha\x00beta gamma")
+    assert index.top("alpha beta gamma").score == 1.0
 
 
 def _pair(lcs: int, a: int, b: int) -> tuple[str, str]:
