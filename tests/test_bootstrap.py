@@ -145,10 +145,12 @@ def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, 
         r for r in rejects if r.stage in ("rouge", "heuristics") and r.record and not r.record["instances"]
     )
     readmit(out, [chosen.id], by="test")
+    # force: an earlier test in this module may have resumed the shared run with another threshold
     m = generate(
         small(**{"loop.max_rounds": finished_run[1].rounds + 2, "loop.target": 100}),
         out,
         backend=vllm_backend,
+        force=True,
     )
     assert [r.reject_id for r in m.readmitted] == [chosen.id]
     tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
