@@ -51,6 +51,17 @@ def default_model() -> str:
     return str(default_model_dir())
 
 
+# VLLMConfig fields that `vllm.LLM` takes under the same names.
+_ENGINE_FIELDS = {
+    "dtype",
+    "max_model_len",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "enforce_eager",
+    "seed",
+}
+
+
 class VLLMBackend:
     """`generate(requests) -> list[Completion]` on an in-process vLLM engine.
 
@@ -105,14 +116,7 @@ class VLLMBackend:
 
         try:
             self.llm = LLM(
-                model,
-                dtype=cfg.dtype,
-                max_model_len=cfg.max_model_len,
-                tensor_parallel_size=cfg.tensor_parallel_size,
-                gpu_memory_utilization=cfg.gpu_memory_utilization,
-                enforce_eager=cfg.enforce_eager,
-                seed=cfg.seed,
-                **cpu_safe_engine_kwargs(cfg.engine_kwargs),
+                model, **cfg.model_dump(include=_ENGINE_FIELDS), **cpu_safe_engine_kwargs(cfg.engine_kwargs)
             )
         except (RuntimeError, ValueError, OSError) as e:
             raise SelfInstructError(f"vLLM could not start on {model}: {e}") from e
@@ -121,18 +125,7 @@ class VLLMBackend:
 
     @classmethod
     def from_config(cls, cfg: VLLMConfig) -> VLLMBackend:
-        return cls(
-            cfg.model or default_model(),
-            dtype=cfg.dtype,
-            max_model_len=cfg.max_model_len,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            enforce_eager=cfg.enforce_eager,
-            seed=cfg.seed,
-            kv_cache_gib=cfg.kv_cache_gib,
-            extra_sampling=cfg.extra_sampling,
-            engine_kwargs=cfg.engine_kwargs,
-        )
+        return cls(cfg.model or default_model(), **cfg.model_dump(exclude={"kind", "model"}))
 
     # ------------------------------------------------------------------------------------------------------
     def prompt_ids(self, request: Request) -> list[int]:
