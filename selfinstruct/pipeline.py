@@ -101,15 +101,13 @@ def _train(recipe: Recipe, root: Path, note) -> dict:
 
 
 def _eval(recipe: Recipe, root: Path, note) -> dict:
-    from selfinstruct.llm.vllm_engine import VLLMBackend
-    from selfinstruct.sft.eval import evaluate
+    from selfinstruct.sft.eval import evaluate, vllm_factory
 
     engine = recipe.backend if recipe.backend.kind == "vllm" else None
-
-    def factory(model: str):
-        kw = dict(enforce_eager=engine.enforce_eager, max_model_len=engine.max_model_len) if engine else {}
-        return VLLMBackend(model, seed=0, **kw)
-
+    factory = vllm_factory(
+        engine.max_model_len if engine else None,
+        enforce_eager=engine.enforce_eager if engine else True,
+    )
     out = root / "eval"
     out.mkdir(parents=True, exist_ok=True)
     report = evaluate(

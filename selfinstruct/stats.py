@@ -16,8 +16,8 @@ class Stats:
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
 
-    def reject(self, stage: str, reason: str) -> None:
-        """Count one reject under `rejected` and `rejected_<reason>`; the stage is in the reason's prefix."""
+    def reject(self, reason: str) -> None:
+        """Count one reject under `rejected` and `rejected_<reason>` (the reason code carries its stage)."""
         self.counts["rejected"] += 1
         self.counts[f"rejected_{reason}"] += 1
 

@@ -73,7 +73,7 @@ def test_content_id_is_stable_and_distinct():
 def test_stats_add():
     a, b = Stats(), Stats()
     a.count("total", 2)
-    a.reject("rouge", "rouge_too_similar")
+    a.reject("rouge_too_similar")
     b.count("total")
     b.timings["rouge"] = 1.5
     s = a + b

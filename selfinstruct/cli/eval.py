@@ -33,17 +33,14 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Generate answers with the base model and the student (one engine at a time) and compare them."""
-    from selfinstruct.sft.eval import evaluate
+    from selfinstruct.sft.eval import evaluate, vllm_factory
 
-    def factory(path: str):
-        from selfinstruct.llm.vllm_engine import VLLMBackend
-
+    def starting(path: str) -> None:
         err_console.print(f"[dim]starting vLLM on {path}[/]", highlight=False)
-        return VLLMBackend(path, enforce_eager=True, max_model_len=_fit(path, max_model_len), seed=0)
 
     report = evaluate(
         model,
-        backend_factory=factory,
+        backend_factory=vllm_factory(max_model_len, on_start=starting),
         base=base,
         data=data,
         limit=limit,
@@ -73,13 +70,3 @@ def eval_(
         table.add_row(label, fmt.format(getattr(b, key)), fmt.format(getattr(s, key)))
     console.print(table)
     console.print(f"answers: {report.answers_path}", highlight=False)
-
-
-def _fit(path: str, wanted: int) -> int:
-    """vLLM refuses a context longer than the model's positions; small students have few."""
-    cfg = Path(path) / "config.json"
-    if cfg.is_file():
-        positions = json.loads(cfg.read_text()).get("max_position_embeddings")
-        if isinstance(positions, int):
-            return min(wanted, positions)
-    return wanted

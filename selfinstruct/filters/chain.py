@@ -151,7 +151,7 @@ class FilterChain:
     def _reject(self, v: Verdict, r: Reject) -> None:
         v.rejects.append(r)
         v.kept = False
-        self.stats.reject(r.stage, r.reason)
+        self.stats.reject(r.reason)
 
 
 def _split(verdicts: list[Verdict]) -> tuple[list[Task], list[Reject]]:

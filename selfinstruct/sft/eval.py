@@ -7,6 +7,7 @@ each, so tests and other backends plug in). This module knows nothing of trainin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -185,6 +186,33 @@ def evaluate(
         base=scores["base"],
         student=scores["student"],
     )
+
+
+def vllm_factory(
+    max_model_len: int | None, *, enforce_eager: bool = True, on_start: Callable[[str], None] | None = None
+) -> Callable[[str], Backend]:
+    """Backend factory for `evaluate`: an in-process vLLM engine per model, its context clamped to the model's."""
+
+    def start(path: str) -> Backend:
+        from selfinstruct.llm.vllm_engine import VLLMBackend
+
+        if on_start:
+            on_start(path)
+        return VLLMBackend(path, enforce_eager=enforce_eager, max_model_len=_fit(path, max_model_len), seed=0)
+
+    return start
+
+
+def _fit(path: str, wanted: int | None) -> int | None:
+    """vLLM refuses a context longer than the model's positions; small students have few. None: the model's own."""
+    if wanted is None:
+        return None
+    cfg = Path(path) / "config.json"
+    if cfg.is_file():
+        positions = json.loads(cfg.read_text()).get("max_position_embeddings")
+        if isinstance(positions, int):
+            return min(wanted, positions)
+    return wanted
 
 
 def _default_model() -> Path:
