@@ -6,6 +6,7 @@ This is the read edge of the package; appending to run files is store.py's job.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from selfinstruct.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 def first_error(err: ValidationError) -> tuple[str, str]:
@@ -26,12 +28,14 @@ def first_error(err: ValidationError) -> tuple[str, str]:
 
 
 def iter_json_objects(
-    path: str | Path, *, bad_lines: list[InputError] | None = None
+    path: str | Path, *, bad_lines: list[InputError] | None = None, unfinished_tail: bool = False
 ) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) from a JSONL file or a JSON array file.
 
     For a JSON array the line is where the element starts, so errors still point somewhere useful.
     With `bad_lines`, a malformed JSONL line is appended there and skipped instead of raised.
+    With `unfinished_tail` (files this package appends to), a last line without its newline is a write still
+    in flight or one a crash cut short: not a record yet, so it is left out with a warning, not raised.
     """
     path = Path(path)
     try:
@@ -45,7 +49,16 @@ def iter_json_objects(
     if text.lstrip().startswith("["):
         yield from _iter_array(path, text)
         return
-    for n, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    if unfinished_tail and not text.endswith("\n"):
+        log.warning(
+            "%s:%d: last line has no newline yet (the run is still writing, or a crash cut it; resuming the "
+            "run repairs it): left out",
+            path,
+            len(lines),
+        )
+        lines.pop()
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

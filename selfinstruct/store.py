@@ -119,9 +119,11 @@ def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
 
 
 def read_jsonl(path: Path, model: type[M]) -> Iterator[M]:
+    """Records of a run file, read only; an unfinished last line (a live run's write in flight, a crash's
+    torn tail) is left out with a warning, so `audit` and `export` work on a run that is still going."""
     if not path.exists() or path.stat().st_size == 0:
         return
-    for line, obj in iter_json_objects(path):
+    for line, obj in iter_json_objects(path, unfinished_tail=True):
         yield parse_record(model, obj, path, line)
 
 

@@ -221,6 +221,25 @@ def test_numbers_equal_counts_recomputed_from_the_files(tmp_path, seed):
     assert {k: g["count"] for k, g in samples.items()} == dict(want["by_reason"])
 
 
+def test_a_live_or_killed_run_is_audited_without_its_unfinished_last_lines(tmp_path, caplog):
+    """A run still writing (or killed mid-write) ends in a line with no newline yet: audit and export count the
+    complete lines, warn about the rest, and repair nothing (the run owns its files)."""
+    from selfinstruct.export import read_tasks
+
+    run = build_run(tmp_path / "run", seed=5)
+    want = expected(run)["totals"]
+    cut = {}
+    for name in ("tasks.jsonl", "rejects.jsonl"):
+        with open(run / name, "a", encoding="utf-8") as f:
+            f.write('{"id": "half", "instruction": "a line still being wri')
+        cut[name] = (run / name).read_bytes()
+    s = audit(run)
+    assert {k: s["totals"][k] for k in want} == want
+    assert len(read_tasks(run)) == want["accepted"]
+    assert sum("last line has no newline yet" in r.getMessage() for r in caplog.records) == 3
+    assert all((run / name).read_bytes() == data for name, data in cut.items())
+
+
 def test_blockers_name_their_text_and_similarity_samples_show_both_sides(tmp_path):
     run = build_run(tmp_path / "run", seed=3)
     tasks, rejects, manifest = read_files(run)

@@ -108,6 +108,15 @@ def test_kill_nine_at_several_points_then_resume(tmp_path):
     # 4. a torn last line, as a crash inside write() leaves it (injected: the kernel rarely tears on demand)
     with open(out / "tasks.jsonl", "a", encoding="utf-8") as f:
         f.write('{"id": "t-torn", "instruction": "half writ')
+    audit = subprocess.run(
+        [sys.executable, "-m", "selfinstruct", "audit", str(out), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert audit.returncode == 0, audit.stderr  # a killed run can be audited before it is resumed
+    assert json.loads(audit.stdout)["totals"]["accepted"] == len(kept)
+    assert "tasks.jsonl" in audit.stderr and "last line has no newline yet" in audit.stderr
     proc = _start(out)
     log = proc.communicate(timeout=900)[0].decode()
     assert proc.returncode == 0, log[-3000:]

@@ -6,14 +6,28 @@ A `SelfInstructError` anywhere below a command becomes one red line on stderr an
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class _WarningLine(logging.Handler):
+    """The package's warnings (a replica leaving the rotation, an unfinished last line) as one yellow line each;
+    the message is printed as text, never as markup, since it may quote a server or the model."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text("warning: ", style="yellow").append(record.getMessage()), soft_wrap=True)
+
+
+logging.getLogger("selfinstruct").addHandler(_WarningLine(logging.WARNING))
 
 
 class _Group(TyperGroup):
