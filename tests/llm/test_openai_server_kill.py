@@ -51,14 +51,15 @@ def test_server_killed_mid_batch(server):
         Request(
             id=str(i),
             messages=({"role": "user", "content": f"Tell a story about {i} ants."},),
-            sampling=Sampling(max_tokens=32, seed=i),
+            sampling=Sampling(max_tokens=64, seed=i),
         )
-        for i in range(32)
+        for i in range(64)  # 16 waves of 4, about 40 s here: the kill lands early on any machine
     ]
     before = finished_requests(server)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(backend.generate, reqs)
-        deadline = time.monotonic() + 300
+        # Kill once the server has finished 4 requests, or after 20 s should its counter not move.
+        deadline = time.monotonic() + 20
         while finished_requests(server) < before + 4 and time.monotonic() < deadline and not future.done():
             time.sleep(0.1)
         if future.done():  # say why, so a failure on another machine can be read from its log alone
@@ -76,7 +77,7 @@ def test_server_killed_mid_batch(server):
 
     assert [c.request_id for c in out] == [r.id for r in reqs]
     done, failed = [c for c in out if c.ok], [c for c in out if not c.ok]
-    assert len(done) >= 4 and all(c.text for c in done)
+    assert done and all(c.text for c in done)
     assert len(failed) >= 8  # 4 at most in flight: most of the 64 were still waiting
     for c in failed:
         assert c.error.startswith("failed after 3 attempts:") and server.base_url in c.error, c.error
