@@ -120,21 +120,29 @@ def test_loss_is_normalised_over_tokens_across_accumulation(tmp_path, tiny_llama
     assert moved > 0
 
 
-def test_lora_trains_and_merges_into_a_plain_checkpoint(tmp_path, tiny_llama, alpaca_small):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_lora_trains_and_merges_into_a_plain_checkpoint(tmp_path, tiny_llama, alpaca_small, checkpointing):
+    """With gradient checkpointing too: frozen embeddings feed the checkpointed layers inputs that need no
+    gradient, the classic way adapters end up silently untrained."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     from selfinstruct.sft.config import LoraSettings
 
-    config = SFTConfig(model=str(tiny_llama), max_length=256, lora=LoraSettings(r=4, alpha=8), trainer=FAST)
+    trainer = {**FAST, "gradient_checkpointing": checkpointing}
+    config = SFTConfig(
+        model=str(tiny_llama), max_length=256, lora=LoraSettings(r=4, alpha=8), trainer=trainer
+    )
     train(config, alpaca_small, tmp_path / "lora", max_steps=3)
     keys = load_file(tmp_path / "lora" / "model.safetensors").keys()
     assert not [k for k in keys if "lora" in k]
     base = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora").state_dict()
-    q = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(base[q], merged[q])  # the adapter was merged in
+    for layer in (0, 1):  # every layer's adapters trained and merged in
+        for name in ("self_attn.q_proj", "mlp.down_proj"):
+            key = f"model.layers.{layer}.{name}.weight"
+            assert not torch.equal(base[key], merged[key]), key
     assert torch.equal(base["model.embed_tokens.weight"], merged["model.embed_tokens.weight"])
 
 
