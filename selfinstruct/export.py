@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from selfinstruct.errors import InputError
+from selfinstruct.jsonl import dumps
 from selfinstruct.schema import Example, Task
 from selfinstruct.store import TASKS, read_jsonl
 
@@ -68,7 +69,7 @@ def export(source: str | Path, fmt: Format, out: str | Path) -> int:
         if fmt == "alpaca" and out.suffix != ".jsonl":
             json.dump(data, f, ensure_ascii=False, indent=1)
         else:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
+            f.writelines(dumps(r) + "\n" for r in data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, out)

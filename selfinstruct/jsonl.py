@@ -49,8 +49,10 @@ def iter_json_objects(
     if text.lstrip().startswith("["):
         yield from _iter_array(path, text)
         return
-    lines = text.splitlines()
-    if unfinished_tail and not text.endswith("\n"):
+    lines = text.split("\n")  # not splitlines(): U+2028, U+0085 and friends are legal inside JSON strings
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    elif unfinished_tail:
         log.warning(
             "%s:%d: last line has no newline yet (the run is still writing, or a crash cut it; resuming the "
             "run repairs it): left out",
@@ -114,7 +116,12 @@ def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
         yield parse_record(model, obj, path, line)
 
 
+# Line breaks to str.splitlines() and many other readers, yet left raw by json.dumps(ensure_ascii=False).
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
 def dumps(record: BaseModel | dict) -> str:
-    """One JSONL line (no newline). Non-ASCII kept as is: files stay readable."""
+    """One JSONL line (no newline). Non-ASCII kept as is so files stay readable, except the characters other
+    readers take for line breaks: model text is arbitrary, and one record must stay one line for everyone."""
     obj = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
-    return json.dumps(obj, ensure_ascii=False)
+    return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKS)

@@ -77,3 +77,28 @@ def test_manifest_replaced_atomically(tmp_path):
         s.write_manifest(m.model_copy(update={"stop_reason": "target_reached"}))
         assert s.manifest().stop_reason == "target_reached"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_text_with_unicode_line_breaks_stays_one_record_per_line(tmp_path):
+    """Model text may hold U+2028, U+2029 or U+0085: legal inside a JSON string, yet line breaks to
+    str.splitlines() and many readers. Written escaped, read back exactly, and a file from elsewhere that holds
+    them raw still reads."""
+    from selfinstruct.export import export
+    from selfinstruct.jsonl import iter_json_objects
+
+    odd = "one\u2028two\u2029three\x85four"
+    task = _task(1).model_copy(update={"instruction": odd, "instances": [Instance(input=odd, output=odd)]})
+    with RunStore.open(tmp_path / "run") as s:
+        s.append([task, _task(2)], [_rej(1).model_copy(update={"raw": odd})])
+    for name in (TASKS, REJECTS):
+        text = (tmp_path / "run" / name).read_text(encoding="utf-8")
+        assert len(text.splitlines()) == text.count("\n")  # no line break a reader could split on
+    with RunStore.open(tmp_path / "run") as s:
+        assert [t.instruction for t in s.tasks()] == [odd, "Do thing number 2."]
+        assert [r.raw for r in s.rejects()] == [odd]
+    assert export(tmp_path / "run", "messages", tmp_path / "m.jsonl") == 2
+    assert len((tmp_path / "m.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text(json.dumps({"instruction": odd}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert [obj for _, obj in iter_json_objects(foreign)] == [{"instruction": odd}]
