@@ -22,6 +22,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,9 @@ from selfinstruct.llm.base import Completion, Request
 from selfinstruct.llm.config import OpenAIConfig
 
 log = logging.getLogger(__name__)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs; what is left is broken
 
 
 class BackendDownError(SelfInstructError):
@@ -321,6 +325,8 @@ def _parse(data: dict[str, Any], path: str, rid: str) -> Completion:
         texts = [(c["message"].get("content") or "") for c in choices]
     else:
         texts = [c["text"] for c in choices]
+    # JSON may carry half a surrogate pair ("\ud83d"), which no UTF-8 file, hash or shingle can hold.
+    texts = [_LONE_SURROGATE.sub("\ufffd", t) for t in texts]
     usage = data.get("usage") or {}
     return Completion(
         request_id=rid,

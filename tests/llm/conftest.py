@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-Action = dict  # {"status": 500, "headers": {...}, "sleep": s, "body": {...}}; status 200 gets a valid reply
+Action = dict  # {"status": 500, "headers": {...}, "sleep": s, "body": {...}}; no body: a valid reply for 200
 
 
 class FakeOpenAI:
@@ -88,9 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
         if action.get("sleep"):
             time.sleep(action["sleep"])
         status = action.get("status", 200)
-        payload = (
-            reply(self.path, body) if status == 200 else action.get("body", {"error": f"scripted {status}"})
-        )
+        if "body" in action:
+            payload = action["body"]
+        else:
+            payload = reply(self.path, body) if status == 200 else {"error": f"scripted {status}"}
         self._send(status, action.get("headers", {}), payload)
 
 

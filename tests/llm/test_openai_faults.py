@@ -174,3 +174,13 @@ def test_generate_works_inside_a_running_event_loop(fake_openai):
 
     [c] = asyncio.run(caller())
     assert c.ok
+
+
+def test_half_a_surrogate_pair_in_a_reply_becomes_a_replacement_character(fake_openai):
+    """A server's JSON may escape half an emoji; left as is, it would crash the run where the text is
+    hashed or written as UTF-8, and again at the same place on every resume."""
+    content = "a smile \ud83d and a whole one \U0001f600"
+    fake = fake_openai([{"body": {"choices": [{"index": 0, "message": {"content": content}}]}}])
+    [c] = backend(fake).generate([chat("hi")])
+    assert c.text == "a smile \ufffd and a whole one \U0001f600"
+    c.text.encode("utf-8")
