@@ -307,6 +307,20 @@ def test_cli_bad_input_exits_1_with_one_line(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("folder", ["runs[/x]", "runs [red]"])
+def test_cli_errors_print_brackets_literally(tmp_path, folder):
+    """Paths and data in an error are text, not rich markup: an unmatched closing tag once raised a
+    MarkupError traceback instead of the error, and a valid tag silently vanished from it."""
+    path = tmp_path / folder / "bad.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"instruction": "[bold]x", "instances": "[/bold] [red]"}\n', encoding="utf-8")
+    result = runner.invoke(app, ["seeds", "validate", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f'error: {path}:1: instances: must be a list of {{input, output}} objects, got string "[/bold] [red]"'
+    ]
+
+
 # ------------------------------------------------------------------------------------------------------------
 # this project's own seeds
 

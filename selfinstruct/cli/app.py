@@ -7,6 +7,7 @@ A `SelfInstructError` anywhere below a command becomes one red line on stderr an
 from __future__ import annotations
 
 import logging
+import re
 
 import typer
 from rich.console import Console
@@ -19,12 +20,25 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+# Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value, limit: int | None = 240, style: str = "") -> Text:
+    """Text that is data (model output, paths, error messages): never parsed as rich markup, where brackets
+    would restyle it or stop the command with a MarkupError; control characters replaced."""
+    s = "–" if value is None else _CONTROL.sub("\ufffd", str(value))
+    return Text(s if limit is None or len(s) <= limit else s[: limit - 1] + "…", style=style)
+
+
 class _WarningLine(logging.Handler):
     """The package's warnings (a replica leaving the rotation, an unfinished last line) as one yellow line each;
     the message is printed as text, never as markup, since it may quote a server or the model."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(Text("warning: ", style="yellow").append(record.getMessage()), soft_wrap=True)
+        err_console.print(
+            Text("warning: ", style="yellow").append(plain(record.getMessage(), None)), soft_wrap=True
+        )
 
 
 logging.getLogger("selfinstruct").addHandler(_WarningLine(logging.WARNING))
@@ -35,7 +49,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except SelfInstructError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(Text("error: ", style="bold red").append(plain(e, None)), soft_wrap=True)
             raise typer.Exit(1) from None
 
     def list_commands(self, ctx):  # keep the order commands were registered in (data-flow order)

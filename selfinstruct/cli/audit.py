@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,16 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console
-
-# Model text is data: shown as plain rich Text (never parsed as markup), with terminal control characters
-# (ANSI escapes included) replaced so a completion cannot restyle or move the user's terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def plain(value, limit: int = 240) -> Text:
-    s = "–" if value is None else _CONTROL.sub("\ufffd", str(value))
-    return Text(s if len(s) <= limit else s[: limit - 1] + "…")
+from selfinstruct.cli.app import app, console, err_console, plain
 
 
 def pct(x: float | None) -> str:

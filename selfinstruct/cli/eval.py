@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.cli.app import app, console, err_console, plain
 
 
 @app.command("eval")
@@ -36,7 +36,7 @@ def eval_(
     from selfinstruct.sft.eval import evaluate, vllm_factory
 
     def starting(path: str) -> None:
-        err_console.print(f"[dim]starting vLLM on {path}[/]", highlight=False)
+        err_console.print(plain(f"starting vLLM on {path}", None, "dim"), highlight=False)
 
     report = evaluate(
         model,
@@ -69,4 +69,4 @@ def eval_(
     ]:
         table.add_row(label, fmt.format(getattr(b, key)), fmt.format(getattr(s, key)))
     console.print(table)
-    console.print(f"answers: {report.answers_path}", highlight=False)
+    console.print(plain(f"answers: {report.answers_path}", None), highlight=False)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from selfinstruct.cli.app import app, console, fail
 from selfinstruct.export import FORMATS
@@ -27,4 +28,4 @@ def export(
     if as_json:
         print(json.dumps({"rows": n, "format": fmt, "out": str(out)}))
     else:
-        console.print(f"wrote {n} {fmt} rows to [bold]{out}[/]")
+        console.print(f"wrote {n} {fmt} rows to [bold]{escape(str(out))}[/]")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.cli.app import app, console, err_console, plain
 from selfinstruct.errors import SelfInstructError
 
 STAGES = ("heuristics", "minhash", "rouge")
@@ -48,7 +49,7 @@ def filter_command(
     except ValidationError as e:
         raise SelfInstructError("filter config: {}: {}".format(*first_error(e))) from None
     if not as_json:
-        console.print(f"[bold]filters[/]: {', '.join(notes)}")
+        console.print(f"[bold]filters[/]: {escape(', '.join(notes))}")
     bar = progress = None
     if not as_json and err_console.is_terminal:
         from rich.progress import Progress
@@ -75,7 +76,7 @@ def filter_command(
     for reason, n in summary.reasons.most_common():
         table.add_row(reason, str(n))
     console.print(table)
-    console.print(f"wrote {out / 'kept.jsonl'} and {out / 'rejects.jsonl'}")
+    console.print(plain(f"wrote {out / 'kept.jsonl'} and {out / 'rejects.jsonl'}", None))
 
 
 def _config(filters: str, rouge: float | None, minhash: float | None) -> tuple[dict, list[str]]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.cli.app import app, console, err_console, plain
 
 
 def recipe_overrides(
@@ -52,11 +53,13 @@ def print_settings(recipe, overrides: dict) -> None:
     """Every non-default setting and where it came from (STYLE rule 11)."""
     from selfinstruct.config import changed_settings
 
-    table = Table(title=f"recipe {recipe.name}: settings that differ from defaults", title_justify="left")
+    table = Table(
+        title=plain(f"recipe {recipe.name}: settings that differ from defaults", None), title_justify="left"
+    )
     for col in ("setting", "value", "from"):
         table.add_column(col)
     for key, value, source in changed_settings(recipe, overrides):
-        table.add_row(key, json.dumps(value), source)
+        table.add_row(key, plain(json.dumps(value, ensure_ascii=False), None), source)
     err_console.print(table)
 
 
@@ -75,7 +78,7 @@ def print_summary(manifest, out: Path) -> None:
     toks = manifest.tokens.get("completion_tokens", 0)
     console.print(
         f"{manifest.rounds} rounds, {c.get('requests', 0)} requests, {toks} tokens generated "
-        f"({toks / gen if gen else 0:.0f} tok/s while generating); files in [bold]{out}[/]"
+        f"({toks / gen if gen else 0:.0f} tok/s while generating); files in [bold]{escape(str(out))}[/]"
     )
 
 
@@ -135,7 +138,7 @@ def generate(
             out,
             force=force,
             on_round=on_round,
-            on_note=lambda m: err_console.print(f"[yellow]{m}[/]"),
+            on_note=lambda m: err_console.print(plain(m, None, "yellow")),
         )
     if as_json:
         print(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console
+from selfinstruct.cli.app import app, console, plain
 
 
 @app.command()
@@ -31,7 +31,7 @@ def readmit(
             json.dumps({"run": str(run), "readmitted": [e.model_dump() for e in entries]}, ensure_ascii=False)
         )
         return
-    table = Table(title=f"readmitted into {run}", title_justify="left")
+    table = Table(title=plain(f"readmitted into {run}", None), title_justify="left")
     for col in ("reject", "task", "stage / reason", "by", "time"):
         table.add_column(col)
     for e in entries:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.cli.app import app, console, err_console, plain
 
 
 @app.command()
@@ -40,7 +41,7 @@ def run(
         recipe,
         out,
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-        note=lambda m: err_console.print(f"[dim]{m}[/]"),
+        note=lambda m: err_console.print(plain(m, None, "dim")),
     )
     if as_json:
         print(json.dumps(state))
@@ -58,8 +59,8 @@ def run(
             name,
             "skipped (done earlier)" if name in state["skipped"] else "done",
             str(st.get("seconds", "")),
-            produced,
-            st.get("out", ""),
+            plain(produced, None),
+            plain(st.get("out", ""), None),
         )
     console.print(table)
     from selfinstruct.export import read_tasks
@@ -69,7 +70,7 @@ def run(
         console.print("[bold]a few accepted tasks:[/]")
         for task in sample:
             inst = task.instances[0] if task.instances else None
-            console.print(f"- {task.instruction}", markup=False, highlight=False)
+            console.print(Text("- ").append(plain(task.instruction, None)), highlight=False)
             if inst:
                 shown = (inst.input + " -> " if inst.input else "") + inst.output
-                console.print(f"    {shown[:160]}", markup=False, highlight=False)
+                console.print(Text("    ").append(plain(shown, 160)), highlight=False)

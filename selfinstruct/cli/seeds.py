@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from selfinstruct.cli.app import app, console
@@ -44,6 +45,7 @@ def validate(
     for key, label in _LABELS.items():
         table.add_row(label, f"{counts[key]:,}")
     console.print(
-        f"[green]valid:[/] {path} ({len(files)} file{'s' if len(files) != 1 else ''})", highlight=False
+        f"[green]valid:[/] {escape(str(path))} ({len(files)} file{'s' if len(files) != 1 else ''})",
+        highlight=False,
     )
     console.print(table)

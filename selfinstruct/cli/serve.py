@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from selfinstruct.cli.app import app, console
+from selfinstruct.cli.app import app, console, plain
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -38,7 +39,8 @@ def serve(
 
     model = model or Path(default_model())
     console.print(
-        f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", soft_wrap=True
+        plain(f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", None),
+        soft_wrap=True,
     )
     try:
         with start_server(
@@ -51,13 +53,17 @@ def serve(
             extra_args=list(ctx.args),
         ) as server:
             say = lambda text, **kw: console.print(text, soft_wrap=True, highlight=False, **kw)  # noqa: E731
-            say(f"serving [bold]{server.model_name}[/] at [bold green]{server.base_url}[/]")
+            say(f"serving [bold]{escape(server.model_name)}[/] at [bold green]{escape(server.base_url)}[/]")
             url, name = server.base_url, server.model_name
             say(f"recipe: backend: {{kind: openai, base_urls: [{url}], model: {name}}}", markup=False)
-            say(f"log: {server.log_path} (server pid {server.process.pid}); Ctrl-C stops the server")
+            say(
+                plain(
+                    f"log: {server.log_path} (server pid {server.process.pid}); Ctrl-C stops the server", None
+                )
+            )
             code = server.process.wait()
             say(f"[red]the server exited with code {code}[/]; last lines of its log:")
-            say(server.log_tail(), markup=False)
+            say(plain(server.log_tail(), None))
             raise typer.Exit(1)
     except KeyboardInterrupt:
         console.print("stopped")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from selfinstruct.cli.app import app, console, err_console
 
@@ -113,11 +114,11 @@ def train(
     loss = "n/a" if result.final_loss is None else round(result.final_loss, 4)
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.skipped.items()) or "none"
     console.print(
-        f"[bold green]trained[/] {result.out}: {result.used}/{result.examples} examples used "
+        f"[bold green]trained[/] {escape(result.out)}: {result.used}/{result.examples} examples used "
         f"(skipped: {skipped}), "
         f"{result.tokens_trained:,} tokens trained ({result.response_tokens:,} supervised per epoch), "
         f"{result.steps} steps, final loss {loss}"
-        + (f", resumed from {result.resumed_from}" if result.resumed_from else ""),
+        + (f", resumed from {escape(result.resumed_from)}" if result.resumed_from else ""),
         highlight=False,
         soft_wrap=True,
     )
