@@ -67,3 +67,11 @@ def test_export_rejects_unknown_format(run_dir, tmp_path):
 def test_export_of_missing_run_is_clear(tmp_path):
     res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.json")])
     assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_an_unwritable_output_is_one_line_naming_the_path(run_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(blocker / "x.json")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.strip().splitlines() == [f"error: {blocker}: file exists"]  # mkdir met a file

@@ -1,7 +1,8 @@
 """The typer app and the error boundary every command shares.
 
-A `SelfInstructError` anywhere below a command becomes one red line on stderr and exit code 1
-(STYLE rule 18). Tracebacks, if any, never show local variables, so secrets stay out of CI logs.
+A `SelfInstructError` (or an `OSError`: a full disk, a missing folder) anywhere below a command becomes one red
+line on stderr and exit code 1 (STYLE rule 18). Tracebacks, if any, never show local variables, so secrets
+stay out of CI logs.
 """
 
 from __future__ import annotations
@@ -44,12 +45,22 @@ class _WarningLine(logging.Handler):
 logging.getLogger("selfinstruct").addHandler(_WarningLine(logging.WARNING))
 
 
+def _one_line(e: Exception) -> str:
+    """`path: reason` for an OSError (as our own errors read), the message itself otherwise."""
+    if isinstance(e, OSError) and e.strerror:
+        where = ", ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        return f"{where}: {e.strerror.lower()}" if where else e.strerror.lower()
+    return str(e)
+
+
 class _Group(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except SelfInstructError as e:
-            err_console.print(Text("error: ", style="bold red").append(plain(e, None)), soft_wrap=True)
+        except (SelfInstructError, OSError) as e:  # OSError: the disk, a path, permissions; never our bug
+            err_console.print(
+                Text("error: ", style="bold red").append(plain(_one_line(e), None)), soft_wrap=True
+            )
             raise typer.Exit(1) from None
 
     def list_commands(self, ctx):  # keep the order commands were registered in (data-flow order)

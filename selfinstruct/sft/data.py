@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import iter_json_objects, parse_record, read_records
 from selfinstruct.schema import Example, Task, content_id
+from selfinstruct.seeds import to_task
 from selfinstruct.sft.render import Renderer
 from selfinstruct.stats import Stats
 
@@ -60,8 +61,8 @@ def load_examples(path: str | Path) -> list[Example]:
     for line, obj in iter_json_objects(path):
         if "messages" in obj:
             out.append(_from_messages(parse_record(_Conversation, obj, path, line), path, line))
-        elif "instances" in obj:
-            out.extend(parse_record(Task, obj, path, line).examples())
+        elif "instances" in obj:  # seed-file rules: an id is derived from content when missing
+            out.extend(to_task(obj, file=path, line=line).examples())
         elif "instruction" in obj:
             rec = parse_record(_Alpaca, obj, path, line)
             rid = rec.id or content_id("ex", rec.instruction, rec.input, rec.output)

@@ -51,6 +51,16 @@ def test_alpaca_and_messages_files(tmp_path, external):
     assert (ex.instruction, ex.input, ex.output) == ("Hi?", "", "Hello.")
 
 
+def test_self_instruct_task_files_need_no_ids(tmp_path, external):
+    """Task files follow the seed-file rules (`seeds validate`): a missing id is derived from the content."""
+    seeds = load_examples(external / "self_instruct_seed_tasks.jsonl")
+    assert len(seeds) >= 175 and all(e.meta["task_id"] for e in seeds)
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"instruction": "Add 1 and 2.", "instances": [{"input": "", "output": "3"}]}\n')
+    (ex,) = load_examples(path)
+    assert (ex.instruction, ex.output) == ("Add 1 and 2.", "3") and ex.id.startswith("task-")
+
+
 @pytest.mark.parametrize(
     ("line", "match"),
     [
@@ -62,6 +72,7 @@ def test_alpaca_and_messages_files(tmp_path, external):
             r"bad.jsonl:2: messages: expected one user",
         ),
         ('{"instruction": "x", "output": "y"', r"bad.jsonl:2: malformed JSON"),
+        ('{"instruction": "x", "instances": []}', r"bad.jsonl:2: instances: no instances"),
     ],
 )
 def test_bad_records_name_file_line_and_field(tmp_path, line, match):
