@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -67,6 +68,8 @@ def iter_json_objects(
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+            if _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
+                raise InputError(path, _SURROGATE_MESSAGE, line=n)
         except json.JSONDecodeError as e:
             err = InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=n)
             if bad_lines is None:
@@ -79,6 +82,20 @@ def iter_json_objects(
             bad_lines.append(err)
             continue
         yield n, obj
+
+
+# json.loads turns "\ud83d\ude00" into one character but leaves a lone "\ud83d" as a surrogate, which no UTF-8
+# file, hash or shingle can hold. Only lines with such an escape are checked, so the common path stays cheap.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_MESSAGE = "holds half a surrogate pair (a \\udXXX escape): not valid Unicode"
+
+
+def _lone_surrogate(obj: dict) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _iter_array(path: Path, text: str) -> Iterator[tuple[int, dict]]:
@@ -97,9 +114,12 @@ def _iter_array(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         prev = pos
         line_starts.append(line)
         _, pos = decoder.raw_decode(text, pos)
+    check = bool(_SURROGATE_ESCAPE.search(text))
     for n, obj in zip(line_starts, data, strict=True):
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+        if check and _lone_surrogate(obj):
+            raise InputError(path, _SURROGATE_MESSAGE, line=n)
         yield n, obj
 
 

@@ -158,6 +158,24 @@ MALFORMED = [
         r"3: id: duplicate id 't1', first used at line 1",
     ),
     ("line_not_object", "bad.jsonl", ok + "\n[1, 2]\n", r"2: expected a JSON object, got list"),
+    (
+        "lone_surrogate",
+        "bad.jsonl",
+        ok + '\n{"id": "t2", "instruction": "half \\ud83d", "instances": [{"output": "b"}]}\n',
+        r"2: holds half a surrogate pair \(a \\udXXX escape\): not valid Unicode",
+    ),
+    (
+        "lone_surrogate_in_array",
+        "bad.json",
+        '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c \\uDC00", "output": "d"}\n]\n',
+        r"3: holds half a surrogate pair \(a \\udXXX escape\): not valid Unicode",
+    ),
+    (
+        "whole_surrogate_pair_is_fine",
+        "ok.jsonl",
+        ok + "\n" + _task("t2", "Smile \U0001f600.") + "\n",  # written as the \ud83d\ude00 escape pair
+        None,
+    ),
     ("empty_file", "bad.jsonl", "", r"1: file is empty"),
     ("blank_file", "bad.jsonl", "\n  \n", r"1: file is empty"),
     (
@@ -193,6 +211,9 @@ MALFORMED = [
 def test_malformed_input_gives_one_clear_line(tmp_path, case, name, content, expected):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
+    if expected is None:
+        assert len(load_tasks(path)) == 2
+        return
     with pytest.raises(InputError) as info:
         load_tasks(path)
     message = str(info.value)
