@@ -23,6 +23,7 @@ from selfinstruct import parse, prompts
 from selfinstruct.config import Recipe
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
+from selfinstruct.filters.base import reject
 from selfinstruct.llm.base import Backend, Completion, Request, Sampling
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.stats import Stats
@@ -50,15 +51,18 @@ class LoopState:
     round: int = 0
     requests: int = 0
     idle_rounds: int = 0
-    finished: int = 0  # tasks that went through the instance stage (kept or not), for the yield estimate
+    # Tasks through the instance stage in this process, and those of them kept: the yield estimate. Counted
+    # here, not taken from the store, whose accepted count spans every earlier process of a resumed run.
+    finished: int = 0
+    kept: int = 0
     machine: list[Task] = field(default_factory=list)  # accepted machine tasks, for in-context sampling
     reserve: list[Task] = field(default_factory=list)  # admitted instructions not yet needed for the target
     pending_classify: list[Task] = field(default_factory=list)
     pending_instances: list[Task] = field(default_factory=list)
 
-    def instance_yield(self, accepted: int) -> float:
+    def instance_yield(self) -> float:
         """Share of tasks that survive the instance stage, with a prior of one in two."""
-        return (accepted + 1) / (self.finished + 2)
+        return (self.kept + 1) / (self.finished + 2)
 
     @property
     def in_flight(self) -> int:
@@ -71,12 +75,18 @@ def request_seed(loop_seed: int, rnd: int, i: int) -> int:
     return (loop_seed * 1_000_003 + rnd * 10_007 + i) % (2**31 - 1)
 
 
+def round_rng(loop_seed: int, rnd: int) -> random.Random:
+    """The round's sampler of in-context tasks: the same seed and round draw the same tasks on a resume."""
+    return random.Random(loop_seed * 1_000_003 + rnd)
+
+
 def _reject(
-    stage: str, reason: str, rnd: int, *, raw: str = "", record: dict | None = None, **evidence
+    stage: str, reason: str, rnd: int, request: str, *, raw: str = "", record: dict | None = None, **evidence
 ) -> Reject:
-    key = raw or (str(record) if record else "")
+    """A reject of one completion. The request id keeps apart completions that read alike (two empty answers,
+    two failed requests); round and text keep a replayed round's rejects from being written twice."""
     return Reject(
-        id=content_id("r", str(rnd), stage, reason, key, str(evidence.get("index", ""))),
+        id=content_id("r", str(rnd), request, stage, reason, raw or (str(record) if record else "")),
         stage=stage,
         reason=reason,
         evidence=evidence,
@@ -150,15 +160,7 @@ class Bootstrap:
             setattr(st, where, [])
         self.store.append(
             rejects=[
-                _reject(
-                    "loop",
-                    "loop_unfinished",
-                    st.round,
-                    raw=t.meta.get("raw", ""),
-                    record=t.model_dump(),
-                    stop=reason,
-                    waiting_in=where,
-                )
+                reject(t, "loop", "loop_unfinished", {"stop": reason, "waiting_in": where}, round=st.round)
                 for where, t in left
             ]
         )
@@ -211,7 +213,7 @@ class Bootstrap:
                     prompts.classify_prompt(task.instruction, self.style),
                     self.sampling.classify,
                 )
-        rng = random.Random(self.loop.seed * 1_000_003 + rnd)
+        rng = round_rng(self.loop.seed, rnd)
         for i in range(self._new_requests(budget - len(requests))):
             if self.loop.mode == "self_instruct":
                 shown = self._in_context(rng)
@@ -282,7 +284,7 @@ class Bootstrap:
         if self.loop.mode == "alpaca":
             return self.loop.target - self.accepted()
         missing = self.loop.target - self.accepted()
-        return math.ceil(missing / self.state.instance_yield(self.accepted())) if missing > 0 else 0
+        return math.ceil(missing / self.state.instance_yield()) if missing > 0 else 0
 
     def _in_context(self, rng: random.Random) -> list[Task]:
         n_machine = min(self.loop.in_context_machine, len(self.state.machine))
@@ -300,7 +302,7 @@ class Bootstrap:
             if not comp.ok:
                 record = ref.model_dump() if isinstance(ref, Task) else None
                 rejects.append(
-                    _reject("llm", "llm_error", rnd, record=record, error=comp.error, request=comp.request_id)
+                    _reject("llm", "llm_error", rnd, comp.request_id, record=record, error=comp.error)
                 )
                 continue
             truncated = comp.finish_reason == "length"
@@ -310,7 +312,14 @@ class Bootstrap:
                     items = parse.parse_list(comp.text, first_number=first, truncated=truncated)
                     if not items:
                         rejects.append(
-                            _reject("parse", "unparseable", rnd, raw=comp.text, expected="numbered list")
+                            _reject(
+                                "parse",
+                                "unparseable",
+                                rnd,
+                                comp.request_id,
+                                raw=comp.text,
+                                expected="numbered list",
+                            )
                         )
                     candidates += [self._candidate(it.text, rnd, comp.text, it.complete) for it in items]
                 elif kind == "examples":
@@ -320,7 +329,14 @@ class Bootstrap:
                     pairs = parse.parse_examples(text, truncated=truncated)
                     if not pairs:
                         rejects.append(
-                            _reject("parse", "unparseable", rnd, raw=comp.text, expected="examples")
+                            _reject(
+                                "parse",
+                                "unparseable",
+                                rnd,
+                                comp.request_id,
+                                raw=comp.text,
+                                expected="examples",
+                            )
                         )
                     for instr, inst in pairs:
                         task = self._candidate(instr, rnd, comp.text, True)
@@ -344,6 +360,7 @@ class Bootstrap:
                                 "parse",
                                 "unparseable",
                                 rnd,
+                                comp.request_id,
                                 raw=comp.text,
                                 record=ref.model_dump(),
                                 expected="instances",
@@ -372,6 +389,7 @@ class Bootstrap:
                 kept, rej = self.chain.check_instances(with_instances, round=rnd)
                 rejects += rej
                 accepted += kept
+                self.state.kept += len(kept)
         return [_for_record(t) for t in accepted], rejects
 
     @staticmethod

@@ -2,19 +2,20 @@
 Run: pytest tests/test_bootstrap.py   (the crash tests are in tests/test_crash.py)"""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from selfinstruct.bootstrap import Bootstrap
+from selfinstruct.bootstrap import Bootstrap, LoopState, _reject, round_rng
 from selfinstruct.cli import app
 from selfinstruct.config import load_recipe
 from selfinstruct.errors import InputError, SelfInstructError
+from selfinstruct.filters import FilterChain
 from selfinstruct.generate import generate
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.seeds import load_tasks
+from selfinstruct.store import REJECTS, RunStore, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "pipelines" / "quickstart.yaml"
@@ -123,12 +124,54 @@ def test_in_context_sampling_is_seeded():
     def draw(seed_value: int, rnd: int) -> list[str]:
         loop = Bootstrap(recipe, None, None, None, seeds, style="raw")
         loop.state.machine = machine
-        return [t.id for t in loop._in_context(random.Random(seed_value * 1_000_003 + rnd))]
+        return [t.id for t in loop._in_context(round_rng(seed_value, rnd))]
 
     assert draw(0, 1) == draw(0, 1)
     assert draw(0, 1) != draw(0, 2) and draw(0, 1) != draw(1, 1)
     shown = draw(0, 1)
     assert len(shown) == 8 and sum(i.startswith("m") for i in shown) == 2
+
+
+def test_every_unfinished_task_gets_its_own_record(tmp_path):
+    """Tasks parsed from one completion share its raw text; each one left waiting at the stop is still recorded
+    (they once shared one reject id, so all but the first were skipped as already written)."""
+    recipe = small()
+    raw = "1. Name a bird.\n2. Name a tree.\n3. Name a river."
+    left = [
+        Task(id=f"t{i}", instruction=f"Name a {w}.", provenance="generated", round=2, meta={"raw": raw})
+        for i, w in enumerate(("bird", "tree", "river"))
+    ]
+    state = LoopState(round=2, reserve=left[:2], pending_instances=left[2:])
+    with RunStore.open(tmp_path) as store:
+        chain = FilterChain(recipe.filters)
+        loop = Bootstrap(recipe, None, chain, store, load_tasks(ROOT / "seeds"), style="raw", state=state)
+        assert loop.run() == "max_rounds"  # the budget is spent: nothing is generated
+    rejects = list(read_jsonl(tmp_path / REJECTS, Reject))
+    assert sorted(r.record["id"] for r in rejects) == ["t0", "t1", "t2"]
+    assert {r.reason for r in rejects} == {"loop_unfinished"} and all(r.raw == raw for r in rejects)
+
+
+def test_completions_that_read_alike_keep_apart():
+    """Two failed requests, or two empty answers, in one round are two records."""
+    a = _reject("llm", "llm_error", 3, "3-0", error="timed out")
+    b = _reject("llm", "llm_error", 3, "3-1", error="timed out")
+    c = _reject("parse", "unparseable", 3, "3-2", raw="")
+    d = _reject("parse", "unparseable", 3, "3-3", raw="")
+    assert len({a.id, b.id, c.id, d.id}) == 4
+    assert _reject("llm", "llm_error", 3, "3-0", error="timed out").id == a.id  # a replayed round: same id
+
+
+def test_yield_estimate_counts_only_this_process(tmp_path):
+    """A resumed run with many tasks on disk still plans from the prior until its own tasks come through."""
+    recipe = small(**{"loop.target": 40})
+    with RunStore.open(tmp_path) as store:
+        store.append(
+            [Task(id=f"t{i}", instruction=f"Old task {i}.", provenance="generated") for i in range(30)]
+        )
+        loop = Bootstrap(recipe, None, None, store, load_tasks(ROOT / "seeds"), style="raw")
+        assert loop._wanted() == 20  # 10 missing at the prior yield of 1/2 (it was 1: 31/2 "yield")
+        loop.state.finished, loop.state.kept = 8, 3
+        assert loop._wanted() == 25  # 10 / (4/10)
 
 
 @pytest.mark.vllm
