@@ -10,21 +10,24 @@ from pathlib import Path
 from typing import Literal
 
 from selfinstruct.errors import InputError
-from selfinstruct.jsonl import dumps
+from selfinstruct.jsonl import dumps, read_records
 from selfinstruct.schema import Example, Task
-from selfinstruct.store import TASKS, read_jsonl
+from selfinstruct.store import MANIFEST, TASKS, read_jsonl
 
 Format = Literal["alpaca", "messages", "self-instruct"]
 FORMATS: tuple[str, ...] = ("alpaca", "messages", "self-instruct")
 
 
 def read_tasks(source: str | Path) -> list[Task]:
-    """Tasks from a run directory (its tasks.jsonl) or a task JSONL file."""
+    """Tasks from a run directory (its tasks.jsonl) or a task JSONL file. Only a run's own file may end in a
+    line still being written; in any other file the last line counts, newline or not."""
     path = Path(source)
     file = path / TASKS if path.is_dir() else path
     if not file.exists():
         raise InputError(file, "no such file (expected a run directory or its tasks.jsonl)")
-    return list(read_jsonl(file, Task))
+    if (file.parent / MANIFEST).exists() or file.stat().st_size == 0:
+        return list(read_jsonl(file, Task))
+    return list(read_records(file, Task))
 
 
 def user_text(example: Example) -> str:

@@ -75,3 +75,13 @@ def test_an_unwritable_output_is_one_line_naming_the_path(run_dir, tmp_path):
     res = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(blocker / "x.json")])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.strip().splitlines() == [f"error: {blocker}: file exists"]  # mkdir met a file
+
+
+def test_a_task_file_of_ones_own_keeps_a_last_line_without_newline(tmp_path):
+    """Leaving out an unfinished last line is for a run's own tasks.jsonl (a live run), not for any file."""
+    tasks = [Task(id=f"t{i}", instruction=f"Task {i}.", instances=[Instance(output="x")]) for i in range(3)]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(t.model_dump_json() for t in tasks), encoding="utf-8")  # no final newline
+    res = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "x.jsonl"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rows"] == 3
