@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps, iter_json_objects, parse_record
 from selfinstruct.schema import Reject, RunManifest, Task
+from selfinstruct.stats import Stats
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -135,7 +136,7 @@ class RunStore:
     root: Path
     task_ids: set[str] = field(default_factory=set)
     reject_ids: set[str] = field(default_factory=set)
-    counts: Counter = field(default_factory=Counter)
+    rejected: Stats = field(default_factory=Stats)  # `rejected` and `rejected_<reason>`, as on disk
     repairs: list[Repair] = field(default_factory=list)
     _tasks: JsonlAppender | None = None
     _rejects: JsonlAppender | None = None
@@ -155,16 +156,18 @@ class RunStore:
                         json.dumps({"file": rep.file, "bytes_cut": rep.bytes_cut, "fragment": rep.fragment})
                         + "\n"
                     )
-        for task in store.tasks():
-            store.task_ids.add(task.id)
-        store.counts["accepted"] = len(store.task_ids)
+        store.task_ids.update(task.id for task in store.tasks())
         for rej in store.rejects():
             store.reject_ids.add(rej.id)
-            store.counts["rejected"] += 1
-            store.counts[f"rejected_{rej.reason}"] += 1
+            store.rejected.reject(rej.reason)
         store._tasks = JsonlAppender(root / TASKS)
         store._rejects = JsonlAppender(root / REJECTS)
         return store
+
+    @property
+    def counts(self) -> Counter:
+        """Accepted tasks and rejects per reason, always those of the files."""
+        return Counter({"accepted": len(self.task_ids), **self.rejected.counts})
 
     @property
     def manifest_path(self) -> Path:
@@ -197,8 +200,7 @@ class RunStore:
                 continue
             self._rejects.write(rej)
             self.reject_ids.add(rej.id)
-            self.counts["rejected"] += 1
-            self.counts[f"rejected_{rej.reason}"] += 1
+            self.rejected.reject(rej.reason)
             n_rej += 1
         self._rejects.sync()
         for task in tasks:
@@ -206,7 +208,6 @@ class RunStore:
                 continue
             self._tasks.write(Task.model_validate(task.model_dump()))  # validated on write
             self.task_ids.add(task.id)
-            self.counts["accepted"] += 1
             n_tasks += 1
         self._tasks.sync()
         return n_tasks, n_rej
