@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     from selfinstruct.models import default_model_dir
 
-    embedded = ROOT / default_model_dir() if not default_model_dir().is_absolute() else default_model_dir()
+    embedded = ROOT / default_model_dir()  # an absolute directory stays as it is
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "alpaca.json"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console
+from selfinstruct.cli.app import app, console, err_console, plain
 
 
 def _load_config(path: Path | None) -> dict:
@@ -68,7 +68,7 @@ def train(
     flags = {"model": model, "max_length": max_length, "template": template}
     fields.update({k: v for k, v in flags.items() if v is not None})
     if lora and fields.get("lora") is None:
-        fields["lora"] = LoraSettings().model_dump()
+        fields["lora"] = flags["lora"] = LoraSettings().model_dump()
     try:
         cfg = SFTConfig.model_validate(fields)
     except ValidationError as e:
@@ -113,13 +113,16 @@ def train(
         return
     loss = "n/a" if result.final_loss is None else round(result.final_loss, 4)
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.skipped.items()) or "none"
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     console.print(
-        f"[bold green]trained[/] {escape(result.out)}: {result.used}/{result.examples} examples used "
-        f"(skipped: {skipped}), "
-        f"{result.tokens_trained:,} tokens trained ({result.response_tokens:,} supervised per epoch), "
-        f"{result.steps} steps, final loss {loss}"
-        + (f", resumed from {escape(result.resumed_from)}" if result.resumed_from else ""),
-        highlight=False,
+        Text("trained ", style="bold green").append(
+            plain(
+                f"{result.out}: {result.used}/{result.examples} examples used (skipped: {skipped}), "
+                f"{result.tokens_trained:,} tokens trained ({result.response_tokens:,} supervised per epoch), "
+                f"{result.steps} steps, final loss {loss}{resumed}",
+                None,
+            )
+        ),
         soft_wrap=True,
     )
 
@@ -137,4 +140,4 @@ def _print_config(cfg, config_path: Path | None, flags: dict) -> None:
     for key, value in cfg.model_dump().items():
         if value != default[key]:
             source = "flag" if flags.get(key) is not None else (str(config_path) if config_path else "flag")
-            err_console.print(f"[dim]sft.{key} = {value!r}  ({source})[/]", highlight=False, soft_wrap=True)
+            err_console.print(plain(f"sft.{key} = {value!r}  ({source})", None, "dim"), soft_wrap=True)

@@ -114,10 +114,11 @@ class SFTConfig(BaseModel):
                 raise ValueError(f"`trainer.{key}` cannot be set: {_OWNED[key]}")
         return v
 
-    def trainer_kwargs(self, *, output_dir: str, cuda: bool, bf16_ok: bool) -> dict[str, Any]:
-        """Our defaults, then the user's `trainer:` block, then the fields we own."""
+    def trainer_kwargs(self, *, output_dir: str, cuda: bool, bf16: bool) -> dict[str, Any]:
+        """Our defaults, then the user's `trainer:` block, then the fields we own. `bf16`: the device
+        supports it."""
         kwargs = dict(TRAINER_DEFAULTS)
-        if cuda and bf16_ok:
+        if bf16:
             kwargs["bf16"] = True
         if not cuda:
             kwargs["dataloader_pin_memory"] = False  # pinning needs an accelerator; it only warns without one

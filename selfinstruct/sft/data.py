@@ -13,11 +13,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from selfinstruct.errors import InputError
-from selfinstruct.jsonl import iter_json_objects, parse_record, read_records
+from selfinstruct.jsonl import iter_json_objects, parse_record
 from selfinstruct.schema import Example, Task, content_id
 from selfinstruct.seeds import to_task
 from selfinstruct.sft.render import Renderer
 from selfinstruct.stats import Stats
+from selfinstruct.store import read_jsonl
 
 IGNORE = -100  # the label PyTorch's cross-entropy skips
 
@@ -56,7 +57,7 @@ def load_examples(path: str | Path) -> list[Example]:
         tasks = path / "tasks.jsonl"
         if not tasks.is_file():
             raise InputError(path, "a run directory needs a tasks.jsonl")
-        return [ex for task in read_records(tasks, Task) for ex in task.examples()]
+        return [ex for task in read_jsonl(tasks, Task) for ex in task.examples()]
     out: list[Example] = []
     for line, obj in iter_json_objects(path):
         if "messages" in obj:
@@ -131,8 +132,7 @@ def encode(ex: Example, renderer: Renderer, max_length: int, stats: Stats) -> di
 
 def encode_all(examples: list[Example], renderer: Renderer, max_length: int) -> tuple[list[dict], Stats]:
     stats = Stats()
-    with stats.timer("tokenize"):
-        rows = [r for ex in examples if (r := encode(ex, renderer, max_length, stats)) is not None]
+    rows = [r for ex in examples if (r := encode(ex, renderer, max_length, stats)) is not None]
     return rows, stats
 
 
@@ -184,13 +184,6 @@ class PackCollator:
             "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([pos]),
         }
-
-
-def batch_shares(batches: list[list[int]]) -> dict[str, float | int]:
-    """Padded tokens vs real tokens for batches given as lists of lengths (what padding costs)."""
-    real = sum(sum(b) for b in batches)
-    padded = sum(max(b) * len(b) for b in batches if b)
-    return {"real_tokens": real, "padded_tokens": padded, "non_pad_share": real / padded if padded else 1.0}
 
 
 # ---- preview -----------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import dumps, iter_json_objects
 from selfinstruct.llm.base import Backend, Request, Sampling
-from selfinstruct.sft.render import plain_prompt, user_message
+from selfinstruct.models import default_model_dir
+from selfinstruct.sft.render import inference_prompt, load_tokenizer
 from selfinstruct.sft.train import read_summary
 
 # Evaluation only: never train on it (see shared/data/external/PROVENANCE.md).
@@ -92,21 +93,12 @@ def load_items(path: str | Path, limit: int | None = None) -> list[EvalItem]:
     return items
 
 
-def prompt_mode(model_dir: str | Path) -> str:
-    """How a model wants prompts: the template it was trained with, else chat if it has a chat template."""
-    summary = read_summary(model_dir)
+def prompt_mode(model_dir: str | Path, summary: dict | None) -> str:
+    """How a model wants prompts: the template it was trained with (`summary`, its sft.json), else chat if
+    it has a chat template."""
     if summary is not None:
         return summary["result"]["template"]
-    from selfinstruct.sft.render import load_tokenizer
-
     return "chat" if getattr(load_tokenizer(str(model_dir)), "chat_template", None) else "plain"
-
-
-def _request(item: EvalItem, mode: str, sampling: Sampling) -> Request:
-    if mode == "chat":
-        msg = {"role": "user", "content": user_message(item.instruction, item.input)}
-        return Request(id=item.id, messages=(msg,), sampling=sampling)
-    return Request(id=item.id, prompt=plain_prompt(item.instruction, item.input), sampling=sampling)
 
 
 def evaluate(
@@ -121,32 +113,35 @@ def evaluate(
 ) -> EvalReport:
     """Generate greedy answers with the base model, then the student (never both engines alive at once),
     write every answer to `answers` (JSONL; default STUDENT/eval_answers.jsonl) and score both."""
-    from rouge_score import rouge_scorer
+    from selfinstruct.filters.rouge import rouge_l
 
     student = Path(student)
     if not (student / "config.json").is_file():
         raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
     summary = read_summary(student)
     if base is None:
-        base = summary["result"]["base_model"] if summary else _default_model()
+        base = summary["result"]["base_model"] if summary else default_model_dir()
     data = Path(data) if data is not None else default_data()
     items = load_items(data, limit)
     if not items:
         raise InputError(data, "no evaluation items")
     answers = Path(answers) if answers is not None else student / "eval_answers.jsonl"
     sampling = Sampling(temperature=0.0, max_tokens=max_tokens, seed=0)
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
     scores, rows = {}, []
-    for role, path in (("base", str(base)), ("student", str(student))):
-        mode = prompt_mode(path)
+    for role, path, trained in (("base", str(base), read_summary(base)), ("student", str(student), summary)):
+        mode = prompt_mode(path, trained)
+        requests = [
+            Request(id=it.id, sampling=sampling, **inference_prompt(mode, it.instruction, it.input))
+            for it in items
+        ]
         backend = backend_factory(path)
         try:
-            completions = backend.generate([_request(it, mode, sampling) for it in items])
+            completions = backend.generate(requests)
         finally:
             backend.close()  # the next engine needs the memory
         served = [(it, c) for it, c in zip(items, completions, strict=True) if c.ok]
-        rouge = [scorer.score(it.reference, c.text)["rougeL"].fmeasure for it, c in served]
+        rouge = [rouge_l(it.reference, c.text) for it, c in served]
         for (it, c), r in zip(served, rouge, strict=True):
             rows.append(
                 {
@@ -213,9 +208,3 @@ def _fit(path: str, wanted: int | None) -> int | None:
         if isinstance(positions, int):
             return min(wanted, positions)
     return wanted
-
-
-def _default_model() -> Path:
-    from selfinstruct.models import default_model_dir
-
-    return default_model_dir()

@@ -37,6 +37,13 @@ def user_message(instruction: str, input: str = "") -> str:
     return instruction.strip() + (f"\n\n{input.strip()}" if input.strip() else "")
 
 
+def inference_prompt(mode: str, instruction: str, input: str = "") -> dict[str, Any]:
+    """A student's request fields for its template `mode`: chat messages, or the plain prompt text."""
+    if mode == "chat":
+        return {"messages": ({"role": "user", "content": user_message(instruction, input)},)}
+    return {"prompt": plain_prompt(instruction, input)}
+
+
 def special_strings(tokenizer: Any) -> list[str]:
     """Every string the tokenizer would turn into a special token, longest first."""
     found = set(getattr(tokenizer, "all_special_tokens", []) or [])
@@ -117,12 +124,6 @@ class Renderer:
             return Rendered(plain_prompt(instruction, input), output, n1 + n2 + n3)
         prompt, response = self._chat_split(user_message(instruction, input), output)
         return Rendered(prompt, response, n1 + n2 + n3)
-
-    def inference_prompt(self, instruction: str, input: str = "") -> dict[str, Any]:
-        """What to send to vLLM for this student: chat messages, or the plain prompt text."""
-        if self.mode == "chat":
-            return {"messages": ({"role": "user", "content": user_message(instruction, input)},)}
-        return {"prompt": plain_prompt(instruction, input)}
 
     def _chat_split(self, user: str, output: str) -> tuple[str, str]:
         tok = self.tokenizer

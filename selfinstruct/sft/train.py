@@ -17,9 +17,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from selfinstruct.errors import SelfInstructError
+from selfinstruct.models import default_model_dir
 from selfinstruct.sft.config import SFTConfig, check_trainer_keys
 from selfinstruct.sft.data import PackCollator, PadCollator, encode_all, load_examples, preview
 from selfinstruct.sft.render import Renderer, load_tokenizer
+from selfinstruct.store import repair_torn_tail, write_json_atomic
 
 SUMMARY = "sft.json"  # written last into the output directory; eval reads the template and base from it
 METRICS = "metrics.jsonl"
@@ -102,6 +104,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     """On resume, drop rows logged after the checkpoint: those steps are trained again."""
     if not path.is_file():
         return
+    repair_torn_tail(path)  # a kill mid-append leaves a half row
     keep = [
         ln
         for ln in path.read_text(encoding="utf-8").splitlines()
@@ -172,7 +175,7 @@ def train(
     t0 = time.perf_counter()
     check_trainer_keys(config)
     out = Path(out)
-    model_path = str(config.model or _default_model())
+    model_path = str(config.model or default_model_dir())
     if not Path(model_path, "config.json").is_file():
         raise SelfInstructError(f"`model` {model_path} is not a Hugging Face checkpoint (no config.json)")
     model_path = str(Path(model_path).resolve())  # sft.json records it; eval may run from another directory
@@ -208,7 +211,7 @@ def train(
     # ---- trainer
     out.mkdir(parents=True, exist_ok=True)
     kwargs = config.trainer_kwargs(
-        output_dir=str(out), cuda=cuda, bf16_ok=cuda and torch.cuda.is_bf16_supported()
+        output_dir=str(out), cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported()
     )
     if epochs is not None:
         kwargs["num_train_epochs"] = epochs
@@ -235,7 +238,7 @@ def train(
     # With tqdm off the Trainer prints every log dict to stdout; metrics.jsonl and `progress` have them, and
     # stdout belongs to the CLI (`--json` prints exactly one object).
     trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    last = get_last_checkpoint(str(out)) if resume else None
     if last is not None:
         _trim_metrics(out / METRICS, int(Path(last).name.split("-")[-1]))
     elif (out / METRICS).exists():
@@ -268,16 +271,8 @@ def train(
         seconds=round(time.perf_counter() - t0, 2),
     )
     summary = {"result": result.model_dump(), "config": config.model_dump(), "trainer": _jsonable(kwargs)}
-    tmp = out / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    os.replace(tmp, out / SUMMARY)
+    write_json_atomic(out / SUMMARY, summary)
     return result
-
-
-def _default_model() -> Path:
-    from selfinstruct.models import default_model_dir
-
-    return default_model_dir()
 
 
 def _with_lora(model: Any, config: SFTConfig) -> Any:

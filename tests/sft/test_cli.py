@@ -84,3 +84,28 @@ def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
     )
     res = runner.invoke(app, ["eval", "--model", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
+
+
+def test_settings_print_as_text_with_their_source(tmp_path):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text('trainer:\n  run_name: "a[/]"\n')
+    # No config.json under --model: the command stops right after printing its settings.
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "-d",
+            str(tmp_path),
+            "-m",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "o"),
+            "-c",
+            str(cfg),
+            "--lora",
+        ],
+    )
+    assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr, res.output
+    lines = res.stderr.splitlines()
+    assert f"sft.trainer = {{'run_name': 'a[/]'}}  ({cfg})" in lines
+    assert any(ln.startswith("sft.lora = {'r': 16") and ln.endswith("(flag)") for ln in lines)

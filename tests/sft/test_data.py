@@ -11,7 +11,7 @@ import pytest
 
 from selfinstruct.errors import InputError
 from selfinstruct.schema import Example, Instance, Task
-from selfinstruct.sft.data import IGNORE, PackCollator, batch_shares, encode, load_examples, preview
+from selfinstruct.sft.data import IGNORE, PackCollator, encode, load_examples, preview
 from selfinstruct.sft.render import Renderer
 from selfinstruct.stats import Stats
 
@@ -118,12 +118,7 @@ def test_packed_batch_equals_separate_forwards(bpe_pad_eos, tiny_llama):
             start += n
 
 
-def test_batch_shares_and_preview(bpe_pad_eos):
-    assert batch_shares([[10, 10], [4, 2]]) == {
-        "real_tokens": 26,
-        "padded_tokens": 28,
-        "non_pad_share": 26 / 28,
-    }
+def test_preview_colours_the_supervised_tokens(bpe_pad_eos):
     r = Renderer(bpe_pad_eos, template="plain")
     row = encode(Example(id="p", instruction="Say yes.", output="Yes."), r, 256, Stats())
     text = preview(row, bpe_pad_eos)

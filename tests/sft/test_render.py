@@ -11,7 +11,7 @@ import pytest
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import Example
 from selfinstruct.sft.data import IGNORE, PadCollator, encode
-from selfinstruct.sft.render import Renderer, neutralise
+from selfinstruct.sft.render import Renderer, inference_prompt, neutralise
 from selfinstruct.stats import Stats
 
 WITH_INPUT = Example(
@@ -48,7 +48,7 @@ def test_supervised_tokens_are_response_plus_stop(request, tok_name, template, e
     assert all(lab == IGNORE for lab in labels[:first]) and all(lab != IGNORE for lab in labels[first:])
     # The prompt is exactly what the student sees at inference.
     prompt_ids = ids[:first]
-    inference = r.inference_prompt(ex.instruction, ex.input)
+    inference = inference_prompt(r.mode, ex.instruction, ex.input)
     if template == "chat":
         expected = tok.apply_chat_template(
             list(inference["messages"]), tokenize=False, add_generation_prompt=True
