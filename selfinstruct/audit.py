@@ -47,7 +47,7 @@ and histograms always describe the whole run.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,17 +228,15 @@ def summarize(
         "acceptance": _share(n_acc, n_acc + n_rej),
     }
 
-    by_stage = _group(selected, [r for r in overruled if chosen(r)], n_rej, lambda r: (r.stage,), ("stage",))
-    by_reason = _group(
-        selected,
-        [r for r in overruled if chosen(r)],
-        n_rej,
-        lambda r: (r.stage, r.reason),
-        ("stage", "reason"),
-    )
+    back = [r for r in overruled if chosen(r)]
+    by_stage = _group(selected, back, n_rej, lambda r: (r.stage,), ("stage",))
+    by_reason = _group(selected, back, n_rej, lambda r: (r.stage, r.reason), ("stage", "reason"))
+    of = defaultdict(list)  # (stage, reason) -> rejects in file order
+    for r in selected:
+        of[r.stage, r.reason].append(r)
     samples = []
     for row in by_reason:
-        of_reason = [r for r in selected if r.reason == row["reason"] and r.stage == row["stage"]]
+        of_reason = of[row["stage"], row["reason"]]
         if of_reason:
             samples.append(
                 {

@@ -35,14 +35,12 @@ class RoundReport:
     """What one round did, for progress displays and the manifest."""
 
     round: int
-    requests: int
     accepted: int
     rejected: int
     accepted_total: int
     target: int
     completion_tokens: int
-    generate_s: float
-    seconds: float
+    generate_s: float  # the engine call alone, so tokens / generate_s is the generation rate
     rejects_by_reason: dict[str, int]
 
 
@@ -168,7 +166,7 @@ class Bootstrap:
 
     # ------------------------------------------------------------------ one round
     def step(self) -> RoundReport:
-        st, t0 = self.state, time.perf_counter()
+        st = self.state
         st.round += 1
         rnd = st.round
         budget = self.loop.round_size
@@ -233,6 +231,7 @@ class Bootstrap:
                     self.sampling.instructions,
                 )
 
+        t0 = time.perf_counter()
         with self.stats.timer("generate"):
             completions = self.backend.generate(requests) if requests else []
         g = time.perf_counter() - t0
@@ -252,14 +251,12 @@ class Bootstrap:
             by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
         report = RoundReport(
             rnd,
-            len(requests),
             n_acc,
             len(rejects),
             self.accepted(),
             self.loop.target,
             tokens,
             g,
-            time.perf_counter() - t0,
             by_reason,
         )
         if self.on_round:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from selfinstruct import prompts
@@ -18,7 +17,7 @@ from selfinstruct.config import Recipe, data_view, diff
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend
-from selfinstruct.schema import RunManifest, Task, content_id, sha256, stable_json
+from selfinstruct.schema import RunManifest, Task, content_id, sha256, stable_json, utc_now
 from selfinstruct.seeds import input_files, load_tasks
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
@@ -48,10 +47,6 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def resolve(recipe: Recipe) -> Recipe:
@@ -141,7 +136,7 @@ def generate(
         )
         if old:
             on_note(f"resuming {out}: {len(machine)} accepted, round {state.round}")
-        created = old.created if old else _now()
+        created = old.created if old else utc_now()
         # Counts of records come from the files (store.counts); loop counters and timings carry over a resume.
         carried = Stats()
         if old:
@@ -152,8 +147,10 @@ def generate(
         if forced:
             config["_forced_changes"] = [
                 *(old.config.get("_forced_changes", []) if old else []),
-                {"time": _now(), "changes": forced},
+                {"time": utc_now(), "changes": forced},
             ]
+
+        libraries = versions()  # cannot change while the run goes on
 
         def current_readmissions() -> list:
             # Re-read each time: `selfinstruct readmit` may have recorded one while this run was going.
@@ -166,12 +163,12 @@ def generate(
             return RunManifest(
                 name=recipe.name,
                 created=created,
-                updated=_now(),
+                updated=utc_now(),
                 config=config,
                 config_hash=sha256(stable_json(identity))[:16],
                 model=str(recipe.backend.model),
                 backend=recipe.backend.kind,
-                versions=versions(),
+                versions=libraries,
                 prompt_hashes=identity["prompts"],
                 seeds={
                     "path": recipe.seeds,
@@ -194,9 +191,7 @@ def generate(
 
             try:
                 backend = make_backend(recipe.backend)
-            except (
-                SelfInstructError
-            ) as e:  # a dead server or a bad model: the run's record says why it stopped
+            except SelfInstructError as e:  # a dead server or a bad model: the record says why it stopped
                 store.write_manifest(manifest(f"error: {e}", None))
                 raise
         loop = Bootstrap(recipe, backend, chain, store, seeds, style=style, state=state)

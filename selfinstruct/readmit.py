@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 from selfinstruct.audit import directory_kind
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.jsonl import first_error
-from selfinstruct.schema import Readmission, Reject, Task
+from selfinstruct.schema import Readmission, Reject, Task, utc_now
 from selfinstruct.store import REJECTS, RunStore
 
 
@@ -85,7 +84,7 @@ def readmit(
     if not wanted:
         raise SelfInstructError("no reject ids given (pass --ids ID[,ID...])")
     by = by or default_by()
-    now = now or datetime.now(UTC).isoformat(timespec="seconds")
+    now = now or utc_now()
 
     # Opening the store repairs a torn tail, which any writer of the run must do first.
     with RunStore.open(root) as store:
@@ -94,7 +93,6 @@ def readmit(
             raise SelfInstructError(f"{root}: no manifest.json, so there is nowhere to record a readmission")
         done = {r.reject_id: r for r in manifest.readmitted}
         rejects = {r.id: r for r in store.rejects() if r.id in wanted}
-        tasks = {t.id: t for t in store.tasks()}
 
         plan: list[tuple[Readmission, Task | None]] = []
         for rid in wanted:
@@ -109,9 +107,9 @@ def readmit(
             )
             task = as_task(rej, entry)
             entry.task_id = task.id
-            there = tasks.get(task.id)
-            if there is not None:
+            if task.id in store.task_ids:
                 # The task line of an interrupted readmit of this reject: only the manifest entry is missing.
+                there = next(t for t in store.tasks() if t.id == task.id)  # rare: read only then
                 if (there.meta.get("readmitted") or {}).get("reject_id") == rid:
                     plan.append((entry, None))
                     continue

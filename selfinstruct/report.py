@@ -49,11 +49,11 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
-def _num(x: float | None, digits: int = 3) -> str:
+def num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
@@ -177,7 +177,7 @@ def rounds_chart(rounds: list[dict], *, width: int = 540, height: int = 220) -> 
         parts.append(
             f'<rect x="{x:.1f}" y="{top_pad + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
             f'fill="{ACCEPTED}"><title>round {esc(r["round"])}: {r["accepted"]} accepted, '
-            f"{r['rejected']} rejected ({_pct(r['acceptance'])})</title></rect>"
+            f"{r['rejected']} rejected ({pct(r['acceptance'])})</title></rect>"
         )
         if i % step == 0:
             parts.append(
@@ -249,7 +249,7 @@ def _samples(groups: list[dict]) -> str:
                     esc(s["id"]),
                     _text(s["instruction"] or s["raw"]),
                     _text(s["neighbour"]["text"] if s["neighbour"] else None),
-                    esc(_num(s["neighbour"]["score"] if s["neighbour"] else None)),
+                    esc(num(s["neighbour"]["score"] if s["neighbour"] else None)),
                     esc(s["neighbour"]["id"] if s["neighbour"] else ""),
                     esc(s["round"]),
                     _evidence(s["evidence"]),
@@ -287,7 +287,7 @@ def render(summary: dict) -> str:
             ("accepted", t["accepted"]),
             ("rejected", t["rejected"]),
             ("readmitted", t["readmitted"]),
-            ("acceptance", _pct(t["acceptance"])),
+            ("acceptance", pct(t["acceptance"])),
         )
     )
     rouge, words = hist["rouge_max"], hist["instruction_words"]
@@ -324,7 +324,7 @@ def render(summary: dict) -> str:
     by_stage = _table(
         ["stage", "rejects", "share", "readmitted"],
         [
-            [esc(r["stage"]), str(r["count"]), _pct(r["share"]), str(r["readmitted"])]
+            [esc(r["stage"]), str(r["count"]), pct(r["share"]), str(r["readmitted"])]
             for r in summary["by_stage"]
         ],
         {1, 2, 3},
@@ -332,7 +332,7 @@ def render(summary: dict) -> str:
     by_reason = _table(
         ["stage", "reason", "rejects", "share", "readmitted"],
         [
-            [esc(r["stage"]), esc(r["reason"]), str(r["count"]), _pct(r["share"]), str(r["readmitted"])]
+            [esc(r["stage"]), esc(r["reason"]), str(r["count"]), pct(r["share"]), str(r["readmitted"])]
             for r in summary["by_reason"]
         ],
         {2, 3, 4},
@@ -345,7 +345,7 @@ def render(summary: dict) -> str:
                 str(r["accepted"]),
                 str(r["rejected"]),
                 str(r["readmitted"]),
-                _pct(r["acceptance"]),
+                pct(r["acceptance"]),
             ]
             for r in summary["rounds"]
         ],
@@ -359,7 +359,7 @@ def render(summary: dict) -> str:
                 esc(b["neighbour_id"]),
                 str(b["count"]),
                 esc(", ".join(f"{k} {v}" for k, v in b["reasons"].items())),
-                esc(_num(b["max_score"])),
+                esc(num(b["max_score"])),
             ]
             for b in summary["blockers"]
         ],

@@ -18,6 +18,11 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def utc_now() -> str:
+    """UTC time to the second, as every record and manifest writes it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def content_id(prefix: str, *parts: str) -> str:
     """A stable id from content, so the same text gets the same id in every run and on every resume."""
     h = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
@@ -91,7 +96,7 @@ class Reject(_Record):
     raw: str = ""
     record: dict[str, Any] | None = None
     round: int | None = None
-    time: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    time: str = Field(default_factory=utc_now)
 
 
 class Readmission(_Record):

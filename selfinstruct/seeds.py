@@ -108,10 +108,8 @@ def summarize(tasks: Iterable[Task]) -> dict[str, int]:
 
 
 def _iter_file(file: Path, bad_lines: list[InputError] | None) -> Iterator[tuple[int, dict, Task]]:
-    is_array = _is_array(file)
-    # A malformed JSONL line can be skipped; a broken array or an empty file has no next record and raises.
-    objects = iter_json_objects(file, bad_lines=None if is_array else bad_lines)
-    for index, (line, obj) in enumerate(objects):
+    is_array = _is_array(file)  # array elements are named by index, as pydantic names list items
+    for index, (line, obj) in enumerate(iter_json_objects(file, bad_lines=bad_lines)):
         prefix = f"[{index}]." if is_array else ""
         try:
             yield line, obj, to_task(obj, file=file, line=line, prefix=prefix)

@@ -15,7 +15,7 @@ from selfinstruct.filters import FilterChain
 from selfinstruct.generate import generate
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.seeds import load_tasks
-from selfinstruct.store import REJECTS, RunStore, read_jsonl
+from selfinstruct.store import REJECTS, TASKS, RunStore, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "pipelines" / "quickstart.yaml"
@@ -36,8 +36,8 @@ def finished_run(vllm_backend, tmp_path_factory):
 @pytest.mark.vllm
 def test_quickstart_run_is_complete_and_consistent(finished_run):
     out, manifest = finished_run
-    tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
-    rejects = [Reject.model_validate_json(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    tasks = list(read_jsonl(out / TASKS, Task))
+    rejects = list(read_jsonl(out / REJECTS, Reject))
     assert rejects, "a 135M model always produces some rejects"
     assert all(r.stage and r.reason for r in rejects)
     assert all(t.provenance == "generated" and t.instances and t.round for t in tasks)
@@ -183,7 +183,7 @@ def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, 
 
     out = tmp_path / "copy"
     shutil.copytree(finished_run[0], out)
-    rejects = [Reject.model_validate_json(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    rejects = list(read_jsonl(out / REJECTS, Reject))
     chosen = next(
         r for r in rejects if r.stage in ("rouge", "heuristics") and r.record and not r.record["instances"]
     )
@@ -196,12 +196,12 @@ def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, 
         force=True,
     )
     assert [r.reject_id for r in m.readmitted] == [chosen.id]
-    tasks = [Task.model_validate_json(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
+    tasks = list(read_jsonl(out / TASKS, Task))
     assert sum(t.id == chosen.record["id"] for t in tasks) == 1  # in the pool once
     # the completion went through classification and instance generation: accepted, or rejected with a reason
     later = tasks + [
         Task.model_validate(r.record)
-        for r in (Reject.model_validate_json(x) for x in (out / "rejects.jsonl").read_text().splitlines())
+        for r in read_jsonl(out / REJECTS, Reject)
         if r.record and "instruction" in r.record and r.round and r.round > finished_run[1].rounds
     ]
     assert any(t.meta.get("completes") == chosen.record["id"] for t in later)

@@ -11,14 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from selfinstruct.cli.app import app, console, err_console, plain
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1%}"
-
-
-def score(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3f}"
+from selfinstruct.report import num, pct
 
 
 def _table(title: str, columns: list[str], numeric: frozenset[int] = frozenset()) -> Table:
@@ -66,7 +59,7 @@ def print_summary(s: dict) -> None:
             reasons = ", ".join(f"{k} {v}" for k, v in b["reasons"].items())
             table.add_row(
                 plain(b["neighbour"]), plain(b["neighbour_id"]), str(b["count"]), plain(reasons),
-                score(b["max_score"]),
+                num(b["max_score"]),
             )  # fmt: skip
         console.print(table)
     for g in s["samples"]:
@@ -78,7 +71,7 @@ def print_summary(s: dict) -> None:
                 n = x["neighbour"] or {}
                 table.add_row(
                     plain(x["id"]), plain(x["instruction"] or x["raw"]), plain(n.get("text") or n.get("id")),
-                    score(n.get("score")), plain(x["round"]),
+                    num(n.get("score")), plain(x["round"]),
                 )  # fmt: skip
         else:
             table = _table(title, ["id", "instruction / raw text", "evidence", "round"], frozenset({3}))
