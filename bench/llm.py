@@ -27,28 +27,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # keep the table readable; the server logs to a file
 
-SEED_FILES = [
-    ROOT / "seeds" / "seed_tasks.jsonl",
-    ROOT.parent / "shared/data/external/self_instruct_seed_tasks.jsonl",
-]
-
-
-def seed_instructions() -> list[str]:
-    path = next(p for p in SEED_FILES if p.is_file())
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line)["instruction"].strip())
-    return out
-
 
 def build_messages(n: int, rng_seed: int = 0) -> list[list[dict[str, str]]]:
-    seeds, rng = seed_instructions(), random.Random(rng_seed)
+    from selfinstruct.seeds import load_tasks
+
+    seeds = [t.instruction for t in load_tasks(ROOT / "seeds" / "seed_tasks.jsonl")]
+    rng = random.Random(rng_seed)
     convs = []
     for _ in range(n):
         shown = "\n".join(f"{k}. {t}" for k, t in enumerate(rng.sample(seeds, 3), 1))
@@ -81,9 +69,10 @@ def main() -> None:
 
     from selfinstruct.llm import OpenAIBackend, Request, Sampling
     from selfinstruct.llm.server import start_server
-    from selfinstruct.llm.vllm_engine import VLLMBackend, default_model
+    from selfinstruct.llm.vllm_engine import VLLMBackend
+    from selfinstruct.models import default_model_dir
 
-    model = Path(args.model or default_model())
+    model = Path(args.model or default_model_dir())
     model = str(model if model.is_absolute() else ROOT / model)
     convs = build_messages(args.prompts)
     sampling = [Sampling(temperature=0.7, max_tokens=args.max_tokens, seed=i) for i in range(len(convs))]
@@ -92,17 +81,15 @@ def main() -> None:
         for i, (c, s) in enumerate(zip(convs, sampling, strict=True))
     ]
     expected = len(convs) * args.max_tokens
-    best: dict[str, float] = {}
     passes: dict[str, list[float]] = {"raw": [], "vllm": [], "openai": []}
     loads: dict[str, list[float]] = {"raw": [], "vllm": [], "openai": []}
 
     def record(path: str, tokens: int, seconds: float) -> None:
         assert tokens == expected, f"{path}: {tokens} tokens, expected {expected}"
-        passes[path].append(tokens / seconds)
-        best[path] = max(best.get(path, 0.0), tokens / seconds)
+        rate = tokens / seconds
+        passes[path].append(rate)
         # the machine is shared: the 1-minute load average says how much else ran during the pass
         load = os.getloadavg()[0]
-        rate = tokens / seconds
         print(
             f"  {path:7s} {tokens} tokens in {seconds:6.1f} s = {rate:6.1f} tok/s, load {load:.1f}",
             file=sys.stderr,
@@ -169,6 +156,7 @@ def main() -> None:
         for _ in range(args.reps):
             record("openai", *timed(lambda: ours(http)))
 
+    best = {k: max(v) for k, v in passes.items()}
     med = {k: statistics.median(v) for k, v in passes.items()}
     # raw and ours alternate, so each pair shared the same background load: the median pair ratio is the
     # figure least moved by other work on the machine

@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from selfinstruct.cli import app
-from selfinstruct.llm.server import start_server
+from selfinstruct.llm.server import free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.server, pytest.mark.vllm]
 
-
+@pytest.mark.server
+@pytest.mark.vllm
 def test_generate_against_a_real_server(embedded_model, tmp_path):
     out = tmp_path / "run"
     with start_server(embedded_model, served_model_name="smol", max_model_len=2048) as server:
@@ -49,8 +49,6 @@ def test_generate_against_a_real_server(embedded_model, tmp_path):
 
 
 def test_dead_server_stops_cleanly_with_a_record(tmp_path):
-    from selfinstruct.llm.server import free_port
-
     out = tmp_path / "run"
     url = f"http://127.0.0.1:{free_port()}/v1"
     res = CliRunner().invoke(

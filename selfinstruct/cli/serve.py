@@ -35,9 +35,9 @@ def serve(
     Arguments after `--` go to vLLM's server unchanged, e.g. `selfinstruct serve -- --max-num-seqs 256`.
     """
     from selfinstruct.llm.server import start_server
-    from selfinstruct.llm.vllm_engine import default_model
+    from selfinstruct.models import default_model_dir
 
-    model = model or Path(default_model())
+    model = model or default_model_dir()
     console.print(
         plain(f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", None),
         soft_wrap=True,

@@ -125,7 +125,7 @@ class VLLMConfig(BaseModel):
 class OpenAIConfig(BaseModel):
     """HTTP to one or more OpenAI-compatible servers (`vllm serve`, SGLang, llama.cpp, a hosted API).
 
-    Each request retries on connection errors, timeouts, 429 and 5xx with exponential backoff and full jitter
+    Each request retries on connection errors, timeouts, 429 and 5xx with exponential backoff and equal jitter
     (Retry-After wins when the server sends it). A replica failing `replica_max_failures` times in a row rests
     for `replica_cooldown_s`. A request still failing after `max_retries` comes back with `error` set; when
     every replica has failed for longer than `all_down_timeout_s` with no success in between, the backend

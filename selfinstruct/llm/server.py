@@ -91,9 +91,7 @@ class Server:
             self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
-        self._signal(signal.SIGKILL)  # also reaps an engine process the server left behind
-        self.process.wait()
-        self._stopped = True
+        self.kill()  # also reaps an engine process the server left behind
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

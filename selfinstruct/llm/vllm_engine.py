@@ -21,6 +21,7 @@ from typing import Any
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.llm.base import Completion, Request, Sampling
 from selfinstruct.llm.config import VLLMConfig
+from selfinstruct.models import default_model_dir
 
 
 def on_cpu() -> bool:
@@ -44,13 +45,6 @@ def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(engine_kwargs)
 
 
-def default_model() -> str:
-    """The embedded checkpoint directory (`selfinstruct.models.default_model_dir()`)."""
-    from selfinstruct.models import default_model_dir
-
-    return str(default_model_dir())
-
-
 # VLLMConfig fields that `vllm.LLM` takes under the same names.
 _ENGINE_FIELDS = {
     "dtype",
@@ -65,39 +59,15 @@ _ENGINE_FIELDS = {
 class VLLMBackend:
     """`generate(requests) -> list[Completion]` on an in-process vLLM engine.
 
-    `model` is a checkpoint directory (or a hub id when online). The keyword-only settings mirror
-    `VLLMConfig`; `engine_kwargs` go to `vllm.LLM` unchanged, `extra_sampling` to every `SamplingParams`.
+    `model` is a checkpoint directory (or a hub id when online); `settings` are the other `VLLMConfig` fields:
+    `engine_kwargs` go to `vllm.LLM` unchanged, `extra_sampling` to every `SamplingParams`.
     """
 
     name = "vllm"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        dtype: str = "auto",
-        max_model_len: int | None = None,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        enforce_eager: bool = False,
-        seed: int = 0,
-        kv_cache_gib: int | None = 2,
-        extra_sampling: dict[str, Any] | None = None,
-        engine_kwargs: dict[str, Any] | None = None,
-    ):
+    def __init__(self, model: str, **settings: Any):
         # Validate through the config model so both ways in give the same "`field` must be ..." errors.
-        cfg = VLLMConfig(
-            model=model,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager,
-            seed=seed,
-            kv_cache_gib=kv_cache_gib,
-            extra_sampling=extra_sampling or {},
-            engine_kwargs=engine_kwargs or {},
-        )
+        cfg = VLLMConfig(model=model, **settings)
         self.model = model
         self.llm = None  # the `vllm.LLM`, public for callers that need the raw engine (the benchmark)
         self._extra_sampling = dict(cfg.extra_sampling)
@@ -125,7 +95,7 @@ class VLLMBackend:
 
     @classmethod
     def from_config(cls, cfg: VLLMConfig) -> VLLMBackend:
-        return cls(cfg.model or default_model(), **cfg.model_dump(exclude={"kind", "model"}))
+        return cls(cfg.model or str(default_model_dir()), **cfg.model_dump(exclude={"kind", "model"}))
 
     # ------------------------------------------------------------------------------------------------------
     def prompt_ids(self, request: Request) -> list[int]:

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from selfinstruct.llm import Request, Sampling
+
 Action = dict  # {"status": 500, "headers": {...}, "sleep": s, "body": {...}}; no body: a valid reply for 200
 
 
@@ -107,3 +109,15 @@ def fake_openai():
     yield make
     for f in made:
         f.close()
+
+
+def _chat(text: str, *, system: str | None = None, **sampling) -> Request:
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return Request(id=text, messages=tuple(msgs), sampling=Sampling(**sampling))
+
+
+@pytest.fixture
+def chat():
+    """`chat(text, system=None, **sampling)`: a one-turn chat Request whose id is its text. A fixture, not an
+    import: `from conftest import ...` picks whichever conftest pytest loaded last."""
+    return _chat

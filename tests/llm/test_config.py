@@ -1,4 +1,5 @@
-"""Backend config sections: validation messages, the `kind` switch, and no secret in any dump.
+"""Backend config sections: validation messages, the `kind` switch, no secret in any dump, and errors
+raised before any engine or request.
 
 Run: .venv/bin/pytest -q tests/llm/test_config.py
 """
@@ -89,3 +90,8 @@ def test_a_missing_key_variable_fails_before_any_request(monkeypatch):
     monkeypatch.delenv("SI_ABSENT_KEY", raising=False)
     with pytest.raises(SelfInstructError, match="environment variable SI_ABSENT_KEY"):
         OpenAIBackend("m", base_urls="http://127.0.0.1:9/v1", api_key_env="SI_ABSENT_KEY")
+
+
+def test_a_missing_model_directory_is_a_clear_error_before_any_engine_starts(tmp_path):
+    with pytest.raises(SelfInstructError, match="model directory .*nope does not exist"):
+        make_backend({"kind": "vllm", "model": str(tmp_path / "nope")})

@@ -12,21 +12,17 @@ import time
 import pytest
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.llm import BackendDownError, OpenAIBackend, Request, Sampling
+from selfinstruct.llm import BackendDownError, OpenAIBackend, Request
 from selfinstruct.llm.server import free_port
 
 FAST = dict(backoff_base_s=0.05, backoff_max_s=0.2, timeout_s=5.0)
-
-
-def chat(text: str, **sampling) -> Request:
-    return Request(id=text, messages=({"role": "user", "content": text},), sampling=Sampling(**sampling))
 
 
 def backend(*fakes, **settings) -> OpenAIBackend:
     return OpenAIBackend("fake-model", base_urls=[f.url for f in fakes], **{**FAST, **settings})
 
 
-def test_500_then_200_is_retried_and_succeeds(fake_openai):
+def test_500_then_200_is_retried_and_succeeds(fake_openai, chat):
     fake = fake_openai([{"status": 500}, {"status": 200}])
     [c] = backend(fake).generate([chat("hi")])
     assert c.ok and c.text == "answer 0" and c.finish_reason == "stop"
@@ -34,7 +30,7 @@ def test_500_then_200_is_retried_and_succeeds(fake_openai):
     assert len(fake.calls) == 2
 
 
-def test_429_waits_for_retry_after(fake_openai):
+def test_429_waits_for_retry_after(fake_openai, chat):
     fake = fake_openai([{"status": 429, "headers": {"Retry-After": "1"}}, {"status": 200}])
     [c] = backend(fake).generate([chat("hi")])
     assert c.ok
@@ -42,7 +38,7 @@ def test_429_waits_for_retry_after(fake_openai):
     assert second - first >= 1.0  # the server asked for 1 s; our own backoff would have waited 0.05 s
 
 
-def test_429_without_retry_after_backs_off_exponentially(fake_openai):
+def test_429_without_retry_after_backs_off_exponentially(fake_openai, chat):
     fake = fake_openai([{"status": 429}, {"status": 429}, {"status": 200}])
     [c] = backend(fake, backoff_base_s=0.2, backoff_max_s=5).generate([chat("hi")])
     assert c.ok
@@ -51,14 +47,14 @@ def test_429_without_retry_after_backs_off_exponentially(fake_openai):
     assert 0.1 <= t[1] - t[0] and 0.2 <= t[2] - t[1]
 
 
-def test_a_client_error_is_not_retried(fake_openai):
+def test_a_client_error_is_not_retried(fake_openai, chat):
     fake = fake_openai([{"status": 400, "body": {"error": "max_tokens is too large"}}])
     [c] = backend(fake).generate([chat("hi")])
     assert not c.ok and "HTTP 400" in c.error and "max_tokens is too large" in c.error
     assert len(fake.calls) == 1
 
 
-def test_a_request_failing_after_its_retries_comes_back_with_error_and_the_batch_goes_on(fake_openai):
+def test_a_request_failing_after_its_retries_comes_back_with_error_and_the_batch_goes_on(fake_openai, chat):
     fake = fake_openai(lambda body: {"status": 500} if body["messages"][0]["content"] == "bad" else {})
     out = backend(fake, max_retries=2, replica_max_failures=100).generate(
         [chat("a"), chat("bad"), chat("c"), chat("d")]
@@ -68,7 +64,7 @@ def test_a_request_failing_after_its_retries_comes_back_with_error_and_the_batch
     assert out[1].error.startswith("failed after 3 attempts:") and "HTTP 500" in out[1].error
 
 
-def test_a_hanging_server_times_out(fake_openai):
+def test_a_hanging_server_times_out(fake_openai, chat):
     fake = fake_openai([{"sleep": 2.0}])
     t0 = time.monotonic()
     [c] = backend(fake, timeout_s=0.3, max_retries=1).generate([chat("hi")])
@@ -76,7 +72,7 @@ def test_a_hanging_server_times_out(fake_openai):
     assert time.monotonic() - t0 < 1.9  # two attempts of 0.3 s plus one backoff, never the server's 2 s
 
 
-def test_an_unreachable_url_fails_fast_with_the_url_in_the_message():
+def test_an_unreachable_url_fails_fast_with_the_url_in_the_message(chat):
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     t0 = time.monotonic()
     with pytest.raises(
@@ -86,7 +82,7 @@ def test_an_unreachable_url_fails_fast_with_the_url_in_the_message():
     assert time.monotonic() - t0 < 3
 
 
-def test_an_unreachable_replica_among_live_ones_is_skipped(fake_openai):
+def test_an_unreachable_replica_among_live_ones_is_skipped(fake_openai, chat):
     live = fake_openai([{}])
     dead = f"http://127.0.0.1:{free_port()}/v1"
     out = OpenAIBackend("fake-model", base_urls=[dead, live.url], **FAST).generate(
@@ -95,7 +91,7 @@ def test_an_unreachable_replica_among_live_ones_is_skipped(fake_openai):
     assert all(c.ok for c in out) and len(live.calls) == 6
 
 
-def test_all_replicas_down_stops_the_run_with_a_clear_error(fake_openai):
+def test_all_replicas_down_stops_the_run_with_a_clear_error(fake_openai, chat):
     a, b = fake_openai([{"status": 503}]), fake_openai([{"status": 503}])
     t0 = time.monotonic()
     with pytest.raises(
@@ -105,7 +101,7 @@ def test_all_replicas_down_stops_the_run_with_a_clear_error(fake_openai):
     assert time.monotonic() - t0 < 5
 
 
-def test_a_failing_replica_leaves_the_rotation(fake_openai):
+def test_a_failing_replica_leaves_the_rotation(fake_openai, chat):
     bad, good = fake_openai([{"status": 500}]), fake_openai([{"sleep": 0.02}])
     out = backend(bad, good, concurrency=2, replica_max_failures=2, replica_cooldown_s=60).generate(
         [chat(str(i)) for i in range(20)]
@@ -115,14 +111,14 @@ def test_a_failing_replica_leaves_the_rotation(fake_openai):
     assert len(bad.calls) <= 4 and len(good.calls) == 20
 
 
-def test_load_spreads_over_healthy_replicas(fake_openai):
+def test_load_spreads_over_healthy_replicas(fake_openai, chat):
     a, b = fake_openai([{"sleep": 0.05}]), fake_openai([{"sleep": 0.05}])
     out = backend(a, b, concurrency=4).generate([chat(str(i)) for i in range(24)])
     assert all(c.ok for c in out)
     assert len(a.calls) >= 8 and len(b.calls) >= 8
 
 
-def test_concurrency_is_bounded(fake_openai):
+def test_concurrency_is_bounded(fake_openai, chat):
     fake = fake_openai([{"sleep": 0.2}])
     t0 = time.monotonic()
     out = backend(fake, concurrency=2).generate([chat(str(i)) for i in range(6)])
@@ -130,7 +126,7 @@ def test_concurrency_is_bounded(fake_openai):
     assert time.monotonic() - t0 >= 0.6  # 6 requests, 2 at a time, 0.2 s each
 
 
-def test_bodies_outputs_and_order(fake_openai):
+def test_bodies_outputs_and_order(fake_openai, chat):
     fake = fake_openai([{}])
     reqs = [
         chat("a", n=3, seed=5, stop=("\n\n",), max_tokens=9, temperature=0.0),
@@ -149,7 +145,7 @@ def test_bodies_outputs_and_order(fake_openai):
     assert b1["model"] == "fake-model" and b1["ignore_eos"] is True and b2["prompt"] == "Once upon a time"
 
 
-def test_api_key_is_sent_and_never_leaks_into_errors(fake_openai, monkeypatch):
+def test_api_key_is_sent_and_never_leaks_into_errors(fake_openai, monkeypatch, chat):
     secret = "sk-test-not-a-real-key-42"
     monkeypatch.setenv("SI_TEST_API_KEY", secret)
     echo = fake_openai(lambda body: {"status": 401, "body": {"error": f"bad key Bearer {secret}"}})
@@ -158,14 +154,14 @@ def test_api_key_is_sent_and_never_leaks_into_errors(fake_openai, monkeypatch):
     assert not c.ok and secret not in c.error and "***" in c.error
 
 
-def test_a_wrong_model_name_is_a_clear_error(fake_openai):
+def test_a_wrong_model_name_is_a_clear_error(fake_openai, chat):
     fake = fake_openai([{}])
     with pytest.raises(SelfInstructError, match="serves fake-model, not `other`"):
         OpenAIBackend("other", base_urls=fake.url).generate([chat("hi")])
     assert fake.calls == []
 
 
-def test_generate_works_inside_a_running_event_loop(fake_openai):
+def test_generate_works_inside_a_running_event_loop(fake_openai, chat):
     fake = fake_openai([{}])
     b = backend(fake)
 
@@ -176,7 +172,7 @@ def test_generate_works_inside_a_running_event_loop(fake_openai):
     assert c.ok
 
 
-def test_half_a_surrogate_pair_in_a_reply_becomes_a_replacement_character(fake_openai):
+def test_half_a_surrogate_pair_in_a_reply_becomes_a_replacement_character(fake_openai, chat):
     """A server's JSON may escape half an emoji; left as is, it would crash the run where the text is
     hashed or written as UTF-8, and again at the same place on every resume."""
     content = "a smile \ud83d and a whole one \U0001f600"

@@ -83,10 +83,6 @@ def served(embedded_model):
         httpx.get(s.base_url.removesuffix("/v1") + "/health", timeout=2)
 
 
-def chat(text: str, **sampling) -> Request:
-    return Request(id=text, messages=({"role": "user", "content": text},), sampling=Sampling(**sampling))
-
-
 def test_serve_prints_the_base_url_and_a_recipe_line(served):
     assert served.base_url.startswith("http://127.0.0.1:") and served.base_url.endswith("/v1")
     assert served.model_name == "smollm2-135m-instruct"
@@ -99,7 +95,7 @@ def test_arguments_after_the_double_dash_reach_vllm(served):
     assert "'max_num_seqs': 200" in open(log).read()
 
 
-def test_sixteen_chat_requests_through_the_server(served):
+def test_sixteen_chat_requests_through_the_server(served, chat):
     backend = OpenAIBackend(served.model_name, base_urls=served.base_url, concurrency=8)
     reqs = [chat(f"Write one sentence about the number {i}.", max_tokens=24, seed=i) for i in range(16)]
     out = backend.generate(reqs)
@@ -108,7 +104,7 @@ def test_sixteen_chat_requests_through_the_server(served):
     assert all(0 < c.completion_tokens <= 24 and c.prompt_tokens > 10 for c in out)
 
 
-def test_sampling_settings_reach_the_server(served):
+def test_sampling_settings_reach_the_server(served, chat):
     backend = OpenAIBackend(served.model_name, base_urls=served.base_url)
     seeded = chat("Invent a riddle.", temperature=1.0, max_tokens=24, seed=42)
     out = backend.generate(
@@ -129,12 +125,12 @@ def test_sampling_settings_reach_the_server(served):
     assert out[4].text.strip() and out[4].prompt_tokens < 10  # raw text, no chat template around it
 
 
-def test_a_wrong_model_name_is_caught_before_any_request(served):
+def test_a_wrong_model_name_is_caught_before_any_request(served, chat):
     with pytest.raises(SelfInstructError, match="serves smollm2-135m-instruct, not `gpt-4`"):
         OpenAIBackend("gpt-4", base_urls=served.base_url).generate([chat("hi")])
 
 
-def test_seeded_prompts_longer_than_one_scheduler_step_keep_the_server_alive(served):
+def test_seeded_prompts_longer_than_one_scheduler_step_keep_the_server_alive(served, chat):
     # see test_vllm_engine: with chunked prefill on, vLLM's CPU engine dies on these (`serve` turns it off)
     backend = OpenAIBackend(served.model_name, base_urls=served.base_url, max_retries=0)
     reqs = [

@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from selfinstruct.errors import SelfInstructError
-from selfinstruct.llm import Request, Sampling, make_backend
+from selfinstruct.llm import Request, Sampling
 
 pytestmark = pytest.mark.vllm
 
 TOPICS = ["rivers", "bread", "chess", "volcanoes", "owls", "tides", "copper", "jazz"]
 
 
-def chat(text: str, *, system: str | None = None, **sampling) -> Request:
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-    return Request(id=text, messages=tuple(msgs), sampling=Sampling(**sampling))
-
-
-def test_sixteen_chat_requests_give_sixteen_results_in_order(vllm_backend):
+def test_sixteen_chat_requests_give_sixteen_results_in_order(vllm_backend, chat):
     reqs = [
         chat(f"Write one sentence about {t} ({i}).", max_tokens=24, seed=i) for i, t in enumerate(TOPICS * 2)
     ]
@@ -31,7 +25,7 @@ def test_sixteen_chat_requests_give_sixteen_results_in_order(vllm_backend):
     assert all(c.finish_reason in ("stop", "length") for c in out)
 
 
-def test_same_seed_same_output_whatever_the_batch(vllm_backend):
+def test_same_seed_same_output_whatever_the_batch(vllm_backend, chat):
     reqs = [chat(f"Invent a task about {t}.", temperature=1.0, max_tokens=32, seed=1234) for t in TOPICS[:4]]
     alone = vllm_backend.generate(reqs)
     # the same requests again, reversed and mixed with others: per-request seeds make sampling independent
@@ -44,20 +38,20 @@ def test_same_seed_same_output_whatever_the_batch(vllm_backend):
     assert [c.text for c in reseeded] != [c.text for c in alone]
 
 
-def test_max_tokens_cut_gives_finish_reason_length(vllm_backend):
+def test_max_tokens_cut_gives_finish_reason_length(vllm_backend, chat):
     [c] = vllm_backend.generate(
         [chat("Write a long essay about the history of bread.", max_tokens=5, seed=0)]
     )
     assert c.finish_reason == "length" and c.completion_tokens == 5
 
 
-def test_stop_string_ends_the_text_and_is_not_included(vllm_backend):
+def test_stop_string_ends_the_text_and_is_not_included(vllm_backend, chat):
     req = chat("List three fruits, one per line.", max_tokens=64, temperature=0.0, stop=("\n",))
     [c] = vllm_backend.generate([req])
     assert "\n" not in c.text and c.finish_reason == "stop"
 
 
-def test_n_greater_than_one_returns_n_texts(vllm_backend):
+def test_n_greater_than_one_returns_n_texts(vllm_backend, chat):
     [c] = vllm_backend.generate(
         [chat("Suggest a name for a cat.", n=3, temperature=1.0, max_tokens=12, seed=7)]
     )
@@ -75,7 +69,7 @@ def test_raw_prompt_is_continued_as_text(vllm_backend):
     assert "<|im_start|>" not in vllm_backend.llm.get_tokenizer().decode(vllm_backend.prompt_ids(req))
 
 
-def test_chat_is_rendered_like_vllms_own_chat(vllm_backend):
+def test_chat_is_rendered_like_vllms_own_chat(vllm_backend, chat):
     from vllm import SamplingParams
 
     req = chat("Say hello.", system="You are terse.", temperature=0.0, max_tokens=8)
@@ -87,7 +81,7 @@ def test_chat_is_rendered_like_vllms_own_chat(vllm_backend):
     assert ours.text == theirs.outputs[0].text
 
 
-def test_seeded_prompts_longer_than_one_scheduler_step_do_not_kill_the_engine(vllm_backend):
+def test_seeded_prompts_longer_than_one_scheduler_step_do_not_kill_the_engine(vllm_backend, chat):
     # ~1,600 tokens each, 4,800 in all: more than one 4,096-token step, so with chunked prefill on (vLLM's
     # default) the CPU engine died here ("CPU Generator does not use offset"); see cpu_safe_engine_kwargs.
     reqs = [
@@ -100,13 +94,8 @@ def test_seeded_prompts_longer_than_one_scheduler_step_do_not_kill_the_engine(vl
     assert vllm_backend.generate([chat("Still alive?", max_tokens=4, seed=1)])[0].ok
 
 
-def test_a_prompt_too_long_fails_alone(vllm_backend):
+def test_a_prompt_too_long_fails_alone(vllm_backend, chat):
     long = chat("word " * 3000, max_tokens=4)
     out = vllm_backend.generate([chat("Hi!", max_tokens=4), long, chat("Bye!", max_tokens=4)])
     assert [c.ok for c in out] == [True, False, True]
     assert out[1].error.startswith("prompt_too_long:") and ">= max_model_len 2048" in out[1].error
-
-
-def test_a_missing_model_directory_is_a_clear_error_before_any_engine_starts(tmp_path):
-    with pytest.raises(SelfInstructError, match="model directory .*nope does not exist"):
-        make_backend({"kind": "vllm", "model": str(tmp_path / "nope")})
