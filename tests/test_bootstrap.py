@@ -212,3 +212,23 @@ def test_readmitted_instruction_joins_the_pool_and_gets_instances(finished_run, 
         [Task(id="x", instruction=chosen.record["instruction"], provenance="generated")]
     )
     assert rej and rej[0].reason == "rouge_too_similar" and rej[0].evidence["score"] == 1.0
+
+
+def test_run_summary_prints_names_and_errors_as_they_are(capsys):
+    """Console markup is off: a server's error quoted in the stop reason, or brackets in a run name, once raised
+    MarkupError after the whole run had finished."""
+    from selfinstruct.cli.generate import print_summary
+
+    m = RunManifest(
+        name="ab[/x]",
+        created="t",
+        updated="t",
+        config={},
+        config_hash="h",
+        model="m",
+        backend="vllm",
+        stop_reason="error: server said [/oops] [bold]",
+    )
+    print_summary(m, Path("runs/[bold]q"))
+    out = capsys.readouterr().out
+    assert "ab[/x]" in out and "[/oops] [bold]" in out and "runs/[bold]q" in out

@@ -17,8 +17,10 @@ from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: paths, values and model text print as they are (brackets in them once raised MarkupError or
+# vanished); styling is given explicitly, with `Text`.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
@@ -26,15 +28,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def plain(value, limit: int | None = 240, style: str = "") -> Text:
-    """Text that is data (model output, paths, error messages): never parsed as rich markup, where brackets
-    would restyle it or stop the command with a MarkupError; control characters replaced."""
+    """Text that is data (model output, paths, error messages): control characters replaced, cut to `limit`."""
     s = "–" if value is None else _CONTROL.sub("\ufffd", str(value))
     return Text(s if limit is None or len(s) <= limit else s[: limit - 1] + "…", style=style)
 
 
 class _WarningLine(logging.Handler):
-    """The package's warnings (a replica leaving the rotation, an unfinished last line) as one yellow line each;
-    the message is printed as text, never as markup, since it may quote a server or the model."""
+    """The package's warnings (a replica leaving the rotation, an unfinished last line) as one yellow line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
         err_console.print(

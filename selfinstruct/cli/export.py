@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from selfinstruct.cli.app import app, console, fail
+from selfinstruct.cli.app import app, console, fail, plain
 from selfinstruct.export import FORMATS
 
 
@@ -28,4 +28,4 @@ def export(
     if as_json:
         print(json.dumps({"rows": n, "format": fmt, "out": str(out)}))
     else:
-        console.print(f"wrote {n} {fmt} rows to [bold]{escape(str(out))}[/]")
+        console.print(Text(f"wrote {n} {fmt} rows to ").append(plain(out, None, "bold")))

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -78,7 +77,7 @@ def print_summary(manifest, out: Path) -> None:
     toks = manifest.tokens.get("completion_tokens", 0)
     console.print(
         f"{manifest.rounds} rounds, {c.get('requests', 0)} requests, {toks} tokens generated "
-        f"({toks / gen if gen else 0:.0f} tok/s while generating); files in [bold]{escape(str(out))}[/]"
+        f"({toks / gen if gen else 0:.0f} tok/s while generating); files in {out}"
     )
 
 

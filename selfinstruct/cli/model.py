@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from selfinstruct.cli.app import app, console
 
@@ -31,6 +30,6 @@ def prepare(
     if as_json:
         print(json.dumps({"path": str(res.path), "created": res.created, "seconds": round(res.seconds, 2)}))
     elif res.created:
-        console.print(f"prepared [bold]{escape(str(res.path))}[/] in {res.seconds:.1f}s")
+        console.print(f"prepared {res.path} in {res.seconds:.1f}s")
     else:
-        console.print(f"already prepared: [bold]{escape(str(res.path))}[/]")
+        console.print(f"already prepared: {res.path}")

@@ -67,7 +67,7 @@ def run(
 
     sample = read_tasks(out)[:5]
     if sample:
-        console.print("[bold]a few accepted tasks:[/]")
+        console.print("a few accepted tasks:", style="bold")
         for task in sample:
             inst = task.instances[0] if task.instances else None
             console.print(Text("- ").append(plain(task.instruction, None)), highlight=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from selfinstruct.cli.app import app, console
 from selfinstruct.seeds import input_files, load_tasks, summarize
@@ -45,7 +45,7 @@ def validate(
     for key, label in _LABELS.items():
         table.add_row(label, f"{counts[key]:,}")
     console.print(
-        f"[green]valid:[/] {escape(str(path))} ({len(files)} file{'s' if len(files) != 1 else ''})",
+        Text("valid: ", style="green").append(f"{path} ({len(files)} file{'s' if len(files) != 1 else ''})"),
         highlight=False,
     )
     console.print(table)

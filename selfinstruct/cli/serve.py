@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from selfinstruct.cli.app import app, console, plain
 
@@ -53,16 +53,21 @@ def serve(
             extra_args=list(ctx.args),
         ) as server:
             say = lambda text, **kw: console.print(text, soft_wrap=True, highlight=False, **kw)  # noqa: E731
-            say(f"serving [bold]{escape(server.model_name)}[/] at [bold green]{escape(server.base_url)}[/]")
+            say(
+                Text("serving ")
+                .append(server.model_name, style="bold")
+                .append(" at ")
+                .append(server.base_url, style="bold green")
+            )
             url, name = server.base_url, server.model_name
-            say(f"recipe: backend: {{kind: openai, base_urls: [{url}], model: {name}}}", markup=False)
+            say(f"recipe: backend: {{kind: openai, base_urls: [{url}], model: {name}}}")
             say(
                 plain(
                     f"log: {server.log_path} (server pid {server.process.pid}); Ctrl-C stops the server", None
                 )
             )
             code = server.process.wait()
-            say(f"[red]the server exited with code {code}[/]; last lines of its log:")
+            say(Text(f"the server exited with code {code}", style="red").append("; last lines of its log:"))
             say(plain(server.log_tail(), None))
             raise typer.Exit(1)
     except KeyboardInterrupt:

@@ -128,7 +128,7 @@ def train(
 
 
 def _show(text) -> None:
-    err_console.print("[dim]first example[/] ([green]green[/] = supervised):")
+    err_console.print(Text.assemble(("first example", "dim"), " (", ("green", "green"), " = supervised):"))
     err_console.print(text)
 
 
