@@ -66,9 +66,11 @@ def grow(texts_by_source: dict[int, list[str]], n: int, seed: int = 0) -> list[s
     return out[:n]
 
 
-def realistic_instructions(n: int = 50_000, seed: int = 0) -> list[str]:
+def realistic_instructions(
+    n: int = 50_000, seed: int = 0, records: list[tuple[int, dict]] | None = None
+) -> list[str]:
     by: dict[int, list[str]] = {}
-    for k, r in external_records():
+    for k, r in records or external_records():
         by.setdefault(k, []).append(r["instruction"])
     return grow(by, n, seed)
 
@@ -156,8 +158,9 @@ def part_a() -> None:
 
 def part_b() -> None:
     warm_imports()
-    real = [r["instruction"] for _, r in external_records()]
-    synthetic = realistic_instructions()
+    records = external_records()
+    real = [r["instruction"] for _, r in records]
+    synthetic = realistic_instructions(records=records)
     print("\n(b) our ROUGE-L index (threshold 0.7)")
     print("| input | texts | batch | kept | wall s | cpu s |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -18,6 +18,7 @@ from selfinstruct.filters.chain import FilterChain
 from selfinstruct.filters.config import FilterConfig
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.seeds import iter_tasks
+from selfinstruct.stats import Stats
 from selfinstruct.store import JsonlAppender
 
 KEPT, REJECTS = "kept.jsonl", "rejects.jsonl"
@@ -32,6 +33,20 @@ class FilterSummary:
     malformed: int = 0
     reasons: Counter = field(default_factory=Counter)  # every reject line by reason, instance drops included
     timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_stats(cls, stats: Stats) -> FilterSummary:
+        """The chain's counts (`total`, `kept`, `rejected`, `rejected_<reason>`), malformed lines included."""
+        c = stats.counts
+        reasons = Counter({k.removeprefix("rejected_"): n for k, n in c.items() if k.startswith("rejected_")})
+        return cls(
+            records=c["total"],
+            kept=c["kept"],
+            rejected=c["rejected"],
+            malformed=c["rejected_malformed"],
+            reasons=reasons,
+            timings=dict(stats.timings),
+        )
 
     def as_dict(self) -> dict:
         counts = {
@@ -58,31 +73,26 @@ def filter_file(
         if (out / name).exists() and (out / name).stat().st_size:
             raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
     chain = FilterChain(config)
-    summary = FilterSummary()
+    counts = chain.stats.counts
     bad: list[InputError] | None = [] if skip_bad_lines else None
     with JsonlAppender(out / KEPT) as kept_f, JsonlAppender(out / REJECTS) as rej_f:
 
         def flush(chunk: list[tuple[int, dict, Task]]) -> None:
             for (_, original, _), v in zip(chunk, chain.run([t for _, _, t in chunk]), strict=True):
-                summary.records += 1
                 if v.kept:
-                    summary.kept += 1
                     kept_f.write(_kept_record(original, v.kept_instances))
-                else:
-                    summary.rejected += 1
                 for r in v.rejects:
-                    summary.reasons[r.reason] += 1
                     rej_f.write(_with_original(r, original))
             for e in bad or []:
-                summary.malformed += 1
-                summary.reasons["malformed"] += 1
+                # Counted apart from `rejected`: a malformed line never reached the chain (`total`).
+                chain.stats.count("rejected_malformed")
                 rej_f.write(_malformed(e))
             if bad:
                 bad.clear()
             kept_f.sync()
             rej_f.sync()
             if progress:
-                progress(summary.records + summary.malformed)
+                progress(counts["total"] + counts["rejected_malformed"])
 
         chunk: list[tuple[int, dict, Task]] = []
         for item in iter_tasks(path, bad_lines=bad):
@@ -91,8 +101,7 @@ def filter_file(
                 flush(chunk)
                 chunk = []
         flush(chunk)
-    summary.timings = dict(chain.stats.timings)
-    return summary
+    return FilterSummary.from_stats(chain.stats)
 
 
 def _kept_record(original: dict, kept_instances: list[int]) -> dict:

@@ -78,7 +78,7 @@ class MinHashIndex:
             permutations=self._proto.permutations,
             scheme=self._proto.scheme,
         )
-        m.update_batch(sorted(shingles(text, self.config.ngram)))
+        m.update_batch(shingles(text, self.config.ngram))
         return m
 
     def query(self, sig: MinHash) -> tuple[str, float] | None:
@@ -101,10 +101,7 @@ class MinHashIndex:
         self.lsh.insert(key, sig)
         self._sigs[key] = sig.hashvalues.copy()
         if self._redis is not None:
-            self._redis.hset(self._sig_key, key, sig.hashvalues.astype(self._dtype).tobytes())
-
-    def __len__(self) -> int:
-        return len(self._sigs)
+            self._redis.hset(self._sig_key, key, sig.hashvalues.tobytes())
 
     def _signatures(self, keys: list[str]) -> list[np.ndarray | None]:
         out = [self._sigs.get(k) for k in keys]
@@ -128,8 +125,8 @@ class MinHashFilter:
     def signature(self, task: Task) -> MinHash:
         return self.index.signature(example_text(task))
 
-    def check(self, task: Task, sig: MinHash | None = None, *, round: int | None = None) -> Reject | None:
-        found = self.index.query(sig if sig is not None else self.signature(task))
+    def check(self, task: Task, sig: MinHash, *, round: int | None = None) -> Reject | None:
+        found = self.index.query(sig)
         if found is None:
             return None
         key, j = found

@@ -127,7 +127,6 @@ class RougeIndex:
     """
 
     def __init__(self, threshold: float = 0.7, *, floor: float | None = None):
-        self.threshold = threshold
         self.level = threshold if floor is None else min(threshold, floor)
         self.keys: list[str | None] = []  # per slot: key once admitted
         self.texts: list[str] = []  # per slot
@@ -154,11 +153,7 @@ class RougeIndex:
         self._big: csr_matrix | None = None
         self._big_np = 0
         self._tau: dict[int, int | None] = {}
-        self._admitted = 0
         self._open: RougeScan | None = None  # the latest scan; earlier ones can no longer admit
-
-    def __len__(self) -> int:
-        return self._admitted
 
     # ------------------------------------------------------------------------------------------------------
     # public
@@ -216,7 +211,7 @@ class RougeIndex:
         if joined.count(_SEP) == n - 1:
             words = _TOKEN_OR_SEP.findall(joined)
         else:
-            words = list(chain.from_iterable(_WORD.findall(t.lower()) + [_SEP] for t in texts))[:-1]
+            words = list(chain.from_iterable(tokenize(t) + [_SEP] for t in texts))[:-1]
         nf0, vocab = self._nf, self._vocab
         new = [w for w in dict.fromkeys(words) if w not in vocab]
         if new:
@@ -322,7 +317,6 @@ class RougeIndex:
     def _alive_at(self, slot: int, key: str) -> None:
         self._alive[slot] = 1
         self.keys[slot] = key
-        self._admitted += 1
 
     def _close(self) -> None:
         if self._open is not None:
@@ -437,7 +431,7 @@ class RougeIndex:
             y[keep].tolist(), x[keep].tolist(), a[keep].tolist(), b[keep].tolist(), need[keep].tolist(),
             strict=True,
         ):  # fmt: skip
-            mine_t, other_t = _WORD.findall(texts[s].lower()), _WORD.findall(texts[t].lower())
+            mine_t, other_t = tokenize(texts[s]), tokenize(texts[t])
             lcs = int(LCSseq.similarity(mine_t, other_t, score_cutoff=nd))
             if lcs >= nd:
                 # target = the candidate, prediction = the pool text (Alpaca's order)

@@ -25,10 +25,6 @@ class RougeFilter:
         """Scores of a batch against the pool and each other; admit kept ones with `scan.admit(i, id)`."""
         return self.index.scan([t.instruction for t in tasks])
 
-    def check(self, task: Task, *, round: int | None = None) -> Reject | None:
-        """One task against the pool as it is (for a batch, use `scan` and `verdict`)."""
-        return self.verdict(self.scan([task]), 0, task, round=round)[0]
-
     def verdict(
         self, scan: RougeScan, i: int, task: Task, *, round: int | None = None
     ) -> tuple[Reject | None, dict[str, Any]]:

@@ -1,22 +1,14 @@
-"""Filter test fixtures: a real redis-server on 127.0.0.1 (its tests are marked `server`), external data."""
+"""Filter test fixtures: a real redis-server on 127.0.0.1 (its tests are marked `server`)."""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from selfinstruct.llm.server import free_port
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +16,7 @@ def redis_server(tmp_path_factory):
     """(host, port) of a redis-server this fixture starts with no persistence, and stops afterwards."""
     exe = shutil.which("redis-server")
     assert exe, "redis-server is not installed: run `make system-deps` (apt-get install redis-server)"
-    port = _free_port()
+    port = free_port()
     work = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [
@@ -58,9 +50,3 @@ def redis_server(tmp_path_factory):
     yield "127.0.0.1", port
     proc.terminate()
     proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def external_dir() -> Path:
-    assert EXTERNAL.is_dir(), f"missing {EXTERNAL}: the external data sits beside the checkout"
-    return EXTERNAL

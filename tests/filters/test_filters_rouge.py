@@ -221,7 +221,7 @@ def _fast_reference_kept(texts: list[str], threshold: float) -> list[int]:
     return kept
 
 
-def test_external_files_replay(external_dir):
+def test_external_files_replay(external):
     """Real instructions (Alpaca, role-play, GSM8K), shuffled, plus lightly edited copies of some of them."""
     names = [
         "stanford_alpaca_pr152_alpaca_5000.json",
@@ -232,7 +232,7 @@ def test_external_files_replay(external_dir):
     rng = random.Random(7)
     texts = []
     for name, n in zip(names, take, strict=True):
-        records = json.loads((external_dir / name).read_text(encoding="utf-8"))
+        records = json.loads((external / name).read_text(encoding="utf-8"))
         texts += [r["instruction"] for r in rng.sample(records, n)]
     for t in rng.sample(texts, 300):  # near-copies: one word replaced, so some are rejected and some not
         words = t.split()
