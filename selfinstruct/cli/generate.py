@@ -86,7 +86,7 @@ def generate(
     recipe_path: Path = typer.Argument(
         ..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Run directory [default: data/runs/<recipe name>]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: data/runs/<recipe name>)."),
     num_instructions: int = typer.Option(
         None, "--num-instructions", "-n", help="Target number of accepted tasks."
     ),

@@ -18,7 +18,7 @@ def prepare(
     out: Path = typer.Option(
         None,
         "--out",
-        help="Checkpoint directory [default: $SELFINSTRUCT_MODEL_DIR or data/models/smollm2-135m-instruct]",
+        help="Checkpoint directory (default: $SELFINSTRUCT_MODEL_DIR or data/models/smollm2-135m-instruct)",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the checkpoint is already there."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -17,7 +17,7 @@ def run(
     recipe_path: Path = typer.Argument(
         ..., metavar="RECIPE", help="A recipe YAML, e.g. pipelines/quickstart.yaml."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Run directory [default: data/runs/<recipe name>]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: data/runs/<recipe name>)."),
     stages: str = typer.Option(
         ",".join(("generate", "filter", "export", "train", "eval")),
         "--stages",
