@@ -56,10 +56,9 @@ from typing import Any, Literal
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import iter_json_objects
 from selfinstruct.schema import Readmission, Reject
-from selfinstruct.store import MANIFEST, REJECTS, TASKS, RunStore, read_jsonl
+from selfinstruct.store import KEPT, MANIFEST, REJECTS, TASKS, RunStore, read_jsonl
 
 SCHEMA = "selfinstruct.audit/1"
-KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside rejects.jsonl
 RAW_MAX = 2000
 ROUGE_BINS = 20
 WORD_BIN, WORD_CAP = 5, 150

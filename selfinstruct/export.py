@@ -4,18 +4,17 @@ read), self-instruct (task JSONL). Every output loads with `datasets.load_datase
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps, read_records
 from selfinstruct.schema import Example, Task
-from selfinstruct.store import MANIFEST, TASKS, read_jsonl
+from selfinstruct.store import MANIFEST, TASKS, atomic_file, read_jsonl
 
 Format = Literal["alpaca", "messages", "self-instruct"]
-FORMATS: tuple[str, ...] = ("alpaca", "messages", "self-instruct")
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 def read_tasks(source: str | Path) -> list[Task]:
@@ -67,13 +66,9 @@ def export(source: str | Path, fmt: Format, out: str | Path) -> int:
     data = rows(read_tasks(source), fmt)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(out) as f:
         if fmt == "alpaca" and out.suffix != ".jsonl":
             json.dump(data, f, ensure_ascii=False, indent=1)
         else:
             f.writelines(dumps(r) + "\n" for r in data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
     return len(data)

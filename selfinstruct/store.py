@@ -16,9 +16,10 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -33,6 +34,7 @@ TASKS = "tasks.jsonl"
 REJECTS = "rejects.jsonl"
 MANIFEST = "manifest.json"
 TORN = "torn.log"
+KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside its rejects.jsonl
 
 
 @dataclass
@@ -99,16 +101,12 @@ class JsonlAppender:
         self.close()
 
 
-def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
-    """Replace `path` with a complete document or not at all."""
-    text = (
-        obj.model_dump_json(indent=2)
-        if isinstance(obj, BaseModel)
-        else json.dumps(obj, indent=2, ensure_ascii=False)
-    )
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """Write `path` whole or not at all: into a temp file beside it, fsynced, then renamed over it."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+        yield f
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -117,6 +115,17 @@ def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
+    """Replace `path` with a complete document or not at all."""
+    text = (
+        obj.model_dump_json(indent=2)
+        if isinstance(obj, BaseModel)
+        else json.dumps(obj, indent=2, ensure_ascii=False)
+    )
+    with atomic_file(path) as f:
+        f.write(text + "\n")
 
 
 def read_jsonl(path: Path, model: type[M]) -> Iterator[M]:

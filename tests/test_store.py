@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from selfinstruct.schema import Instance, Reject, RunManifest, Task
 from selfinstruct.store import REJECTS, TASKS, TORN, RunStore, repair_torn_tail
 
@@ -68,7 +70,10 @@ def test_repair_of_a_file_that_is_one_torn_line(tmp_path):
     assert repair_torn_tail(p) is None
 
 
-def test_manifest_replaced_atomically(tmp_path):
+def test_manifest_replaced_atomically(tmp_path, monkeypatch):
+    """A crash before the rename (injected: os.replace fails) leaves the previous manifest whole."""
+    import selfinstruct.store
+
     with RunStore.open(tmp_path) as s:
         m = RunManifest(
             name="x", created="a", updated="b", config={}, config_hash="h", model="m", backend="vllm"
@@ -76,7 +81,15 @@ def test_manifest_replaced_atomically(tmp_path):
         s.write_manifest(m)
         s.write_manifest(m.model_copy(update={"stop_reason": "target_reached"}))
         assert s.manifest().stop_reason == "target_reached"
-    assert not list(tmp_path.glob("*.tmp"))
+        assert not list(tmp_path.glob("*.tmp"))
+
+        def crash(*_):
+            raise OSError("power cut")
+
+        monkeypatch.setattr(selfinstruct.store.os, "replace", crash)
+        with pytest.raises(OSError, match="power cut"):
+            s.write_manifest(m.model_copy(update={"stop_reason": "max_rounds", "rounds": 7}))
+        assert s.manifest().stop_reason == "target_reached"
 
 
 def test_text_with_unicode_line_breaks_stays_one_record_per_line(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 
 import typer
@@ -63,9 +64,10 @@ def run(
             plain(st.get("out", ""), None),
         )
     console.print(table)
-    from selfinstruct.export import read_tasks
+    from selfinstruct.schema import Task
+    from selfinstruct.store import TASKS, read_jsonl
 
-    sample = read_tasks(out)[:5]
+    sample = list(islice(read_jsonl(out / TASKS, Task), 5))  # not the whole file for five lines
     if sample:
         console.print("a few accepted tasks:", style="bold")
         for task in sample:

@@ -19,9 +19,8 @@ from selfinstruct.filters.config import FilterConfig
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.seeds import iter_tasks
 from selfinstruct.stats import Stats
-from selfinstruct.store import JsonlAppender
+from selfinstruct.store import KEPT, REJECTS, JsonlAppender
 
-KEPT, REJECTS = "kept.jsonl", "rejects.jsonl"
 _CHUNK = 4096  # records per chain call: one fsync each, and the progress step
 
 
