@@ -16,6 +16,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
+from selfinstruct.signals import Stopped, reap_children, stop_on_signals
 
 # Markup off: paths, values and model text print as they are (brackets in them once raised MarkupError or
 # vanished); styling is given explicitly, with `Text`.
@@ -55,13 +56,21 @@ def _one_line(e: Exception) -> str:
 
 class _Group(TyperGroup):
     def invoke(self, ctx):
+        # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
+        # unwinds its finally blocks, then no child process (vLLM engine, server) may outlive it.
         try:
-            return super().invoke(ctx)
+            with stop_on_signals():
+                return super().invoke(ctx)
         except (SelfInstructError, OSError) as e:  # OSError: the disk, a path, permissions; never our bug
             err_console.print(
                 Text("error: ", style="bold red").append(plain(_one_line(e), None)), soft_wrap=True
             )
             raise typer.Exit(1) from None
+        except Stopped as e:
+            err_console.print(Text(f"stopped: {e}", style="yellow"), soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        finally:
+            reap_children()
 
     def list_commands(self, ctx):  # keep the order commands were registered in (data-flow order)
         return list(self.commands)

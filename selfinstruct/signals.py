@@ -1,0 +1,102 @@
+"""Clean stops on SIGINT and SIGTERM for every long-running command.
+
+A process started from a non-interactive background job inherits SIGINT *ignored*, and Python's default
+SIGTERM action kills it on the spot, skipping every `finally` (so a vLLM engine or server child outlives it).
+`stop_on_signals()` installs handlers for both, whatever was inherited, that raise `Stopped` in the main thread
+once; the command unwinds through its `finally` blocks (closing engines, writing the manifest) and the CLI
+boundary exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
+`reap_children()` is the last resort at that boundary: no child process of ours outlives the command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+class Stopped(BaseException):
+    """A stop asked for by a signal. A BaseException, so `except Exception` in library code cannot swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {NAMES.get(signum, signum)}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_critical = 0  # depth of `critical()` blocks: a signal arriving inside one waits for the block's end
+_pending: int | None = None
+_fired = False
+
+
+@contextmanager
+def critical() -> Iterator[None]:
+    """A block a signal must not cut in two (a record and its fsync, a journal line and the records it implies):
+    a stop asked for inside it is raised when the block ends."""
+    global _critical, _pending
+    _critical += 1
+    try:
+        yield
+    finally:
+        _critical -= 1
+        if _critical == 0 and _pending is not None:
+            signum, _pending = _pending, None
+            raise Stopped(signum)
+
+
+def _handler(signum, frame) -> None:
+    global _fired, _pending
+    if _fired:  # unwinding already: let the cleanup finish
+        return
+    _fired = True
+    if _critical:
+        _pending = signum
+        return
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise `Stopped` (once; a second signal while unwinding is ignored
+    so cleanup finishes). Outside the main thread this does nothing: only it may install handlers."""
+    global _fired, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _fired, _pending = False, None
+
+    old = {s: signal.signal(s, _handler) for s in NAMES}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def reap_children(timeout: float = 10.0) -> None:
+    """Terminate (then kill) every descendant process still alive: engines and servers must not outlive us."""
+    try:
+        import psutil
+    except ImportError:  # psutil is in the test extra; vLLM depends on it too, so it is there in practice
+        return
+    me = psutil.Process(os.getpid())
+    kids = me.children(recursive=True)
+    for p in kids:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(kids, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
