@@ -1,16 +1,28 @@
 """Reading JSON Lines and JSON arrays into records, with errors that name the file, line and field.
 
-This is the read edge of the package; appending to run files is store.py's job.
+This is the read edge of the package; appending to run files is store.py's job. Files come from users and from
+model output, so reading is bounded and strict (issue 11):
+
+- each file is opened once and read front to back, so a pipe (`<(cat seeds.jsonl)`) works: the format is told
+  from the bytes already read, never by opening the path a second time;
+- a JSONL line may hold at most MAX_LINE_BYTES, a JSON array file MAX_ARRAY_BYTES, and any document may nest at
+  most MAX_DEPTH levels, so `/dev/zero` or 100,000 `[` end in one clear line, not a hang or a RecursionError;
+- duplicate keys, `NaN`/`Infinity` (and floats that overflow to them) and integers longer than Python converts
+  are refused, since each would be silently changed when the record is written back;
+- text must be UTF-8 (a UTF-8 byte order mark is allowed); UTF-16/32 files are named as such.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
+import math
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +30,11 @@ from selfinstruct.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 16 * 2**20  # a record is a few KB; 16 MiB leaves room for long-context data
+MAX_ARRAY_BYTES = 2**30  # Alpaca's 52k examples are 22 MB as one array
+MAX_DEPTH = 64  # our records nest 3-4 levels; anything near Python's recursion limit is not data
+_MAX_DIGITS = sys.get_int_max_str_digits() or 4300  # what int() converts (0 means unlimited)
 
 
 def first_error(err: ValidationError) -> tuple[str, str]:
@@ -28,60 +45,228 @@ def first_error(err: ValidationError) -> tuple[str, str]:
     return loc, msg
 
 
+# ----------------------------------------------------------------------------------------------------------
+# bytes to text
+
+
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def strip_bom(path: str | Path, head: bytes) -> bytes:
+    """`head` (a file's first bytes) without a UTF-8 byte order mark; a UTF-16/32 file is refused by name."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise InputError(path, f"{name} text (byte order mark); save it as UTF-8", line=1)
+    return head.removeprefix(codecs.BOM_UTF8)
+
+
+def decode(path: str | Path, data: bytes, *, line: int | None = None) -> str:
+    """UTF-8 bytes to text; an error names the line (counted in `data` unless `line` is given)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if line is None:
+            line = data.count(b"\n", 0, e.start) + 1
+            col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        else:
+            col = e.start + 1
+        raise InputError(path, f"not UTF-8 text ({e.reason} at byte {col} of the line)", line=line) from None
+
+
+def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
+    """A small file's bytes, read once (pipes work), refusing more than `limit` bytes (`/dev/zero`)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError(path, f"no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(path, f"is a directory, not a {what}") from None
+    if len(data) > limit:
+        raise InputError(path, f"larger than {_size(limit)} (the limit for a {what})")
+    return strip_bom(path, data)
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**30} GiB" if n >= 2**30 else f"{n // 2**20} MiB" if n >= 2**20 else f"{n // 2**10} KiB"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# text to JSON values
+
+
+class _Refused(Exception):
+    """Raised from inside json's hooks; turned into an InputError where the line is known."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # a later key would silently replace an earlier one
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused("duplicate key (JSON objects must not repeat a key)", field=key)
+            seen.add(key)
+    return obj
+
+
+def _constant(name: str) -> float:
+    raise _Refused(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Refused(f"number {text if len(text) <= 20 else text[:20] + '…'} overflows to Infinity")
+    return value
+
+
+def _int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_DIGITS:
+        raise _Refused(f"a number with {digits} digits (at most {_MAX_DIGITS} are read)")
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_constant, parse_float=_float, parse_int=_int
+)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets outside strings nest deeper than MAX_DEPTH (cheap when there are few brackets)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for ch in _BRACKETS.findall(_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
+_DEEP = f"nested deeper than {MAX_DEPTH} levels (the nesting limit)"
+
+
+def _decode_value(path: Path, text: str, pos: int, line: int, first_line: int = 1) -> tuple[Any, int]:
+    """One JSON value starting at `pos`; a refusal is an InputError at `line`, a syntax error at its own line
+    (counted from `first_line`, the line `text` starts on)."""
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as e:
+        where = e.lineno + first_line - 1
+        raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=where) from None
+    except _Refused as e:
+        raise InputError(path, e.message, line=line, field=e.field) from None
+    except RecursionError:  # MAX_DEPTH is checked first; this only guards a deep call stack
+        raise InputError(path, _DEEP, line=line) from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# files
+
+
 def iter_json_objects(
     path: str | Path, *, bad_lines: list[InputError] | None = None, unfinished_tail: bool = False
 ) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) from a JSONL file or a JSON array file.
+    """Yield (line number, object) from a JSONL file or a JSON array file (see `iter_json_records`)."""
+    for line, _, obj in iter_json_records(path, bad_lines=bad_lines, unfinished_tail=unfinished_tail):
+        yield line, obj
 
-    For a JSON array the line is where the element starts, so errors still point somewhere useful.
-    With `bad_lines`, a malformed JSONL line is appended there and skipped instead of raised.
+
+def iter_json_records(
+    path: str | Path, *, bad_lines: list[InputError] | None = None, unfinished_tail: bool = False
+) -> Iterator[tuple[int, int | None, dict]]:
+    """Yield (line number, array index or None, object) from a JSONL file or a JSON array file.
+
+    For a JSON array the line is where the element starts, so errors still point somewhere useful, and the
+    index says which element it is (a whole array often sits on one line).
+    With `bad_lines`, a malformed JSONL line is appended there and skipped instead of raised; a line over the
+    line limit still raises, since finding the next line could mean reading without end.
     With `unfinished_tail` (files this package appends to), a last line without its newline is a write still
     in flight or one a crash cut short: not a record yet, so it is left out with a warning, not raised.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if not text.strip():
-        raise InputError(path, "file is empty", line=1)
-    if text.lstrip().startswith("["):
-        yield from _iter_array(path, text)
-        return
-    lines = text.split("\n")  # not splitlines(): U+2028, U+0085 and friends are legal inside JSON strings
-    if lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    elif unfinished_tail:
-        log.warning(
-            "%s:%d: last line has no newline yet (the run is still writing, or a crash cut it; resuming the "
-            "run repairs it): left out",
-            path,
-            len(lines),
-        )
-        lines.pop()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
+    with f:
+        head: list[bytes] = []
+        while True:  # up to the first line with content: `[` starts an array, anything else is JSONL
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            head.append(strip_bom(path, raw) if not head else raw)
+            if not raw or raw.strip():
+                break
+        first = head[-1].lstrip()
+        if not first:
+            raise InputError(path, "file is empty", line=1)
+        if first.startswith(b"["):
+            yield from _iter_array(path, b"".join(head), f)
+        else:
+            lines = _chain(head, iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""))
+            yield from _iter_lines(path, lines, bad_lines, unfinished_tail)
+
+
+def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from head
+    yield from rest
+
+
+def _iter_lines(
+    path: Path, lines: Iterable[bytes], bad_lines: list[InputError] | None, unfinished_tail: bool
+) -> Iterator[tuple[int, None, dict]]:
+    for n, raw in enumerate(lines, start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise InputError(
+                path,
+                f"line longer than {_size(MAX_LINE_BYTES)} (the line limit; is this JSON Lines?)",
+                line=n,
+            )
+        if not raw.endswith(b"\n") and raw and unfinished_tail:
+            log.warning(
+                "%s:%d: last line has no newline yet (the run is still writing, or a crash cut it; resuming "
+                "the run repairs it): left out",
+                path,
+                n,
+            )
+            return
+        if not raw.strip():
             continue
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
-            if _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
-                raise InputError(path, _SURROGATE_MESSAGE, line=n)
-        except json.JSONDecodeError as e:
-            err = InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=n)
-            if bad_lines is None:
-                raise err from None
-            bad_lines.append(err)
-            continue
+            yield n, None, _line_object(path, raw, n)
         except InputError as err:
             if bad_lines is None:
                 raise
             bad_lines.append(err)
-            continue
-        yield n, obj
+
+
+def _line_object(path: Path, raw: bytes, n: int) -> dict:
+    # Split on \n only (readline on bytes): U+2028, U+0085 and friends are legal inside JSON strings.
+    line = decode(path, raw.removesuffix(b"\n"), line=n)
+    if _too_deep(line):
+        raise InputError(path, _DEEP, line=n)
+    start = _WS.match(line).end()
+    obj, end = _decode_value(path, line, start, n, n)
+    if _WS.match(line, end).end() != len(line):
+        raise InputError(path, f"malformed JSON (Extra data at column {end + 1})", line=n)
+    if not isinstance(obj, dict):
+        raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+    if _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
+        raise InputError(path, _SURROGATE_MESSAGE, line=n)
+    return obj
 
 
 # json.loads turns "\ud83d\ude00" into one character but leaves a lone "\ud83d" as a surrogate, which no UTF-8
@@ -98,29 +283,44 @@ def _lone_surrogate(obj: dict) -> bool:
     return False
 
 
-def _iter_array(path: Path, text: str) -> Iterator[tuple[int, dict]]:
-    decoder = json.JSONDecoder()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=e.lineno) from None
-    # Recover each element's starting line by re-scanning: cheap next to parsing, and errors need it.
-    # Newlines are counted from the previous element only, so the scan stays linear in the file size.
-    pos, prev, line, line_starts = text.index("[") + 1, 0, 1, []
-    for _ in data:
-        while text[pos] in " \t\r\n,":
-            pos += 1
+def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, int, dict]]:
+    """Elements of a JSON array file, decoded one at a time so each error knows its element's line."""
+    data = head + f.read(MAX_ARRAY_BYTES + 1 - len(head))
+    if len(data) > MAX_ARRAY_BYTES:
+        raise InputError(path, f"larger than {_size(MAX_ARRAY_BYTES)} (the limit for a JSON array file)")
+    text = decode(path, data)
+    if _too_deep(text):
+        raise InputError(path, _DEEP)
+    pos, line, prev = text.index("[") + 1, 1, 0
+    check = bool(_SURROGATE_ESCAPE.search(text))
+    index = 0
+    while True:
+        pos = _WS.match(text, pos).end()
         line += text.count("\n", prev, pos)
         prev = pos
-        line_starts.append(line)
-        _, pos = decoder.raw_decode(text, pos)
-    check = bool(_SURROGATE_ESCAPE.search(text))
-    for n, obj in zip(line_starts, data, strict=True):
+        if text.startswith("]", pos) and index == 0:
+            pos += 1
+            break
+        obj, pos = _decode_value(path, text, pos, line)
         if not isinstance(obj, dict):
-            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=n)
+            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=line)
         if check and _lone_surrogate(obj):
-            raise InputError(path, _SURROGATE_MESSAGE, line=n)
-        yield n, obj
+            raise InputError(path, _SURROGATE_MESSAGE, line=line)
+        yield line, index, obj
+        index += 1
+        pos = _WS.match(text, pos).end()
+        if text.startswith(",", pos):
+            pos += 1
+        elif text.startswith("]", pos):
+            pos += 1
+            break
+        else:
+            where = text.count("\n", 0, pos) + 1
+            raise InputError(path, "malformed JSON (expected ',' or ']' after an array element)", line=where)
+    if _WS.match(text, pos).end() != len(text):
+        raise InputError(
+            path, "malformed JSON (extra data after the array)", line=text.count("\n", 0, pos) + 1
+        )
 
 
 def parse_record(model: type[M], obj: dict, path: str | Path, line: int) -> M:

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from selfinstruct.errors import InputError
-from selfinstruct.jsonl import iter_json_objects
+from selfinstruct.jsonl import iter_json_records
 from selfinstruct.schema import Task, content_id
 
 # What a directory argument reads: data files only, so a README or PROVENANCE.md beside them is ignored.
@@ -108,24 +108,16 @@ def summarize(tasks: Iterable[Task]) -> dict[str, int]:
 
 
 def _iter_file(file: Path, bad_lines: list[InputError] | None) -> Iterator[tuple[int, dict, Task]]:
-    is_array = _is_array(file)  # array elements are named by index, as pydantic names list items
-    for index, (line, obj) in enumerate(iter_json_objects(file, bad_lines=bad_lines)):
-        prefix = f"[{index}]." if is_array else ""
+    # Array elements are named by index, as pydantic names list items. The reader says which records are
+    # array elements from the bytes it read: a pipe can be read only once, so the file is never sniffed apart.
+    for line, index, obj in iter_json_records(file, bad_lines=bad_lines):
+        prefix = "" if index is None else f"[{index}]."
         try:
             yield line, obj, to_task(obj, file=file, line=line, prefix=prefix)
         except InputError as e:
             if bad_lines is None:
                 raise
             bad_lines.append(e)
-
-
-def _is_array(file: Path) -> bool:
-    """The same test jsonl.py uses: a JSON array file starts with `[`, a JSONL file with `{`."""
-    try:
-        with file.open("rb") as f:
-            return f.read(65536).lstrip().startswith(b"[")
-    except OSError:
-        return False  # let iter_json_objects raise its own clear error
 
 
 # ----------------------------------------------------------------------------------------------------------

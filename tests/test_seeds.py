@@ -224,7 +224,7 @@ def test_malformed_input_gives_one_clear_line(tmp_path, case, name, content, exp
 def test_not_utf8_missing_path_and_empty_directory(tmp_path):
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes('{"id": "t1", "instruction": "Caf\xe9?"}'.encode("latin-1"))
-    with pytest.raises(InputError, match=r"latin\.jsonl: not UTF-8 text"):
+    with pytest.raises(InputError, match=r"latin\.jsonl:1: not UTF-8 text"):
         load_tasks(latin)
     with pytest.raises(InputError, match=r"nowhere\.jsonl: no such file or directory"):
         load_tasks(tmp_path / "nowhere.jsonl")
