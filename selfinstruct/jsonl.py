@@ -140,21 +140,24 @@ def _int(text: str) -> int:
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_object, parse_constant=_constant, parse_float=_float, parse_int=_int
 )
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def _too_deep(text: str) -> bool:
-    """Whether brackets outside strings nest deeper than MAX_DEPTH (cheap when there are few brackets)."""
+def _too_deep(text: str) -> int | None:
+    """Where brackets outside strings first nest deeper than MAX_DEPTH, or None (cheap with few brackets)."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return False
+        return None
     depth = 0
-    for ch in _BRACKETS.findall(_STRING.sub("", text)):
-        depth += 1 if ch in "[{" else -1
-        if depth > MAX_DEPTH:
-            return True
-    return False
+    for m in _STRING_OR_BRACKET.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return m.start()
+        elif ch in "]}":
+            depth -= 1
+    return None
 
 
 _DEEP = f"nested deeper than {MAX_DEPTH} levels (the nesting limit)"
@@ -256,7 +259,7 @@ def _iter_lines(
 def _line_object(path: Path, raw: bytes, n: int) -> dict:
     # Split on \n only (readline on bytes): U+2028, U+0085 and friends are legal inside JSON strings.
     line = decode(path, raw.removesuffix(b"\n"), line=n)
-    if _too_deep(line):
+    if _too_deep(line) is not None:
         raise InputError(path, _DEEP, line=n)
     start = _WS.match(line).end()
     obj, end = _decode_value(path, line, start, n, n)
@@ -289,8 +292,8 @@ def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, in
     if len(data) > MAX_ARRAY_BYTES:
         raise InputError(path, f"larger than {_size(MAX_ARRAY_BYTES)} (the limit for a JSON array file)")
     text = decode(path, data)
-    if _too_deep(text):
-        raise InputError(path, _DEEP)
+    if (deep := _too_deep(text)) is not None:
+        raise InputError(path, _DEEP, line=text.count("\n", 0, deep) + 1)
     pos, line, prev = text.index("[") + 1, 1, 0
     check = bool(_SURROGATE_ESCAPE.search(text))
     index = 0

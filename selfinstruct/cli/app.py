@@ -7,25 +7,56 @@ stay out of CI logs.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Iterable
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.signals import Stopped, reap_children, stop_on_signals
 
-# Markup off: paths, values and model text print as they are (brackets in them once raised MarkupError or
-# vanished); styling is given explicitly, with `Text`.
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
-
-
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class SafeConsole(Console):
+    """The one printer of the CLI: no control character in any text it prints reaches the terminal.
+
+    Data and paths hold whatever a file or a model put there (`ESC[2J` in a reject reason cleared the screen in
+    `audit`, issue 11). Replacing them where the text is rendered covers every print, table and title at once,
+    whoever forgot `plain()`; rich's own styling and cursor moves are kept, since they are not part of the text.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            seg if seg.control else Segment(_CONTROL.sub("\ufffd", seg.text), seg.style) for seg in buffer
+        )
+
+
+# Markup off: paths, values and model text print as they are (brackets in them once raised MarkupError or
+# vanished); styling is given explicitly, with `Text`.
+console = SafeConsole(markup=False)
+err_console = SafeConsole(stderr=True, markup=False)
+
+# json.dumps escapes C0 controls but leaves DEL and the C1 range (0x9b is a one-byte CSI) raw.
+_JSON_CONTROL = str.maketrans({c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)})
+
+
+def print_json(obj) -> None:
+    """One JSON object on stdout, for machines: non-ASCII kept readable, every control character escaped."""
+    print(json.dumps(obj, ensure_ascii=False).translate(_JSON_CONTROL))
+
+
+def has_control(value: str) -> bool:
+    """Whether `value` holds a terminal control character (no id, stage or reason we write does)."""
+    return _CONTROL.search(value) is not None
 
 
 def plain(value, limit: int | None = 240, style: str = "") -> Text:
@@ -61,6 +92,15 @@ class _Group(TyperGroup):
         try:
             with stop_on_signals():
                 return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:  # a bad flag: one line, like every other error, and exit code 2
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            err_console.print(
+                Text("error: ", style="bold red").append(plain(e.format_message().rstrip(".") + hint, None)),
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
         except (SelfInstructError, OSError) as e:  # OSError: the disk, a path, permissions; never our bug
             err_console.print(
                 Text("error: ", style="bold red").append(plain(_one_line(e), None)), soft_wrap=True

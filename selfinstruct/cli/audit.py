@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
 from selfinstruct.report import num, pct
 
 
@@ -113,7 +113,7 @@ def audit(
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render(summary), encoding="utf-8")
     if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print_json(summary)
     else:
         print_summary(summary)
     if html is not None:  # stdout holds exactly the JSON object under --json

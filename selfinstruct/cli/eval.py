@@ -1,46 +1,234 @@
-"""`selfinstruct eval`: base vs student on held-out instructions, through vLLM."""
+"""`selfinstruct eval ...`: base vs student, paired, with intervals (IFEval, a judge) and the older ROUGE-L check."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
+
+eval_app = typer.Typer(
+    help="Base vs student on the same items: IFEval accuracies and a judge's win rate, with paired intervals."
+)
+app.add_typer(eval_app, name="eval")
+
+_MODEL = typer.Option(
+    ..., "--model", "-m", help="The student (a checkpoint dir; a served name with --server)."
+)
+_BASE = typer.Option(
+    None, "--base", help="Base model (default: the one the student was trained from, per its sft.json)."
+)
+_SERVER = typer.Option(
+    None,
+    "--server",
+    help="OpenAI-compatible server URL(s) serving both models under their names (default: in-process vLLM).",
+)
+_MAX_LEN = typer.Option(2048, "--max-model-len", min=64, help="vLLM context length (in-process engine).")
+_RESAMPLES = typer.Option(10_000, "--resamples", min=100, help="Bootstrap resamples per interval.")
+_SEED = typer.Option(0, "--seed", help="Seeds decoding and the bootstrap.")
+_JSON = typer.Option(False, "--json", help="Print one JSON object.")
 
 
-@app.command("eval")
-def eval_(
+def _starting(path: str) -> None:
+    err_console.print(plain(f"starting a backend for {path}", None, "dim"), highlight=False)
+
+
+def _backend(server: list[str] | None, max_model_len: int):
+    from selfinstruct.evaluation.backends import backend_factory
+    from selfinstruct.llm.config import OpenAIConfig, VLLMConfig
+
+    if server:
+        return backend_factory(OpenAIConfig(base_urls=server, model="-"), on_start=_starting)
+    return backend_factory(VLLMConfig(enforce_eager=True, max_model_len=max_model_len), on_start=_starting)
+
+
+def _refs(model: str, base: str | None, *, need_base: bool):
+    """The student's and base's ModelRefs; the base defaults to the student's own, from its sft.json."""
+    from selfinstruct.errors import SelfInstructError
+    from selfinstruct.evaluation.answers import model_ref
+    from selfinstruct.sft.train import read_summary
+
+    if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
+        raise SelfInstructError(f"`--model` {model} is not a Hugging Face checkpoint (no config.json)")
+    if base is None and Path(model).is_dir():
+        summary = read_summary(model)
+        base = summary["result"]["base_model"] if summary else None
+    if base is None and need_base:
+        raise SelfInstructError(f"`--base` is needed: {model} carries no sft.json naming its base model")
+    return model_ref(model), (model_ref(base) if base is not None else None)
+
+
+def _out(out: Path | None, model: str, kind: str) -> Path:
+    if out is not None:
+        return out
+    if Path(model).is_dir():
+        return Path(model) / "eval" / kind
+    from selfinstruct.errors import SelfInstructError
+
+    raise SelfInstructError(f"`--out` is needed for a served model ({model})")
+
+
+def _cell(iv) -> str:
+    return f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+
+
+@eval_app.command("ifeval")
+def ifeval(
+    model: str = _MODEL,
+    base: str | None = _BASE,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Eval directory (default MODEL/eval/ifeval)."),
+    data: Path | None = typer.Option(None, "--data", help="IFEval input JSONL (default: the 541 prompts)."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="First N prompts (default: all)."),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most new tokens per answer."),
+    server: list[str] | None = _SERVER,
+    max_model_len: int = _MAX_LEN,
+    resamples: int = _RESAMPLES,
+    seed: int = _SEED,
+    as_json: bool = _JSON,
+) -> None:
+    """IFEval's four accuracies for base and student on the same prompts, and student - base with paired
+    bootstrap 95% intervals. Answers are kept in OUT/answers.jsonl; a rerun resumes."""
+    from selfinstruct.evaluation.ifeval_paired import METRICS, evaluate_ifeval
+
+    student_ref, base_ref = _refs(model, base, need_base=False)
+    report = evaluate_ifeval(
+        student_ref,
+        base_ref,
+        start=_backend(server, max_model_len),
+        out_dir=_out(out, model, "ifeval"),
+        data=data,
+        limit=limit,
+        max_tokens=max_tokens,
+        resamples=resamples,
+        seed=seed,
+    )
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"IFEval: {report.compared} prompts compared ({report.left_out} left out), "
+        f"max {report.max_tokens} tokens, 95% intervals"
+    )
+    table.add_column("accuracy")
+    if report.base:
+        table.add_column("base")
+    table.add_column("student")
+    if report.base:
+        table.add_column("student - base")
+    for m in METRICS:
+        row = [m.replace("_", " ")]
+        if report.base:
+            row.append(_cell(report.base.accuracy[m]))
+        row.append(_cell(report.student.accuracy[m]))
+        if report.base:
+            row.append(str(report.difference[m]))
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        plain(f"answers: {report.answers_path} ({report.generated} generated now)", None), highlight=False
+    )
+
+
+@eval_app.command("judge")
+def judge(
+    model: str = _MODEL,
+    base: str | None = _BASE,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Eval directory (default MODEL/eval/judge)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Open-ended instructions (default: Self-Instruct's 252 user-oriented ones)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="First N instructions."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most new tokens per answer."),
+    judge_url: list[str] | None = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible server(s) of the judge (default: the embedded model)."
+    ),
+    judge_model: str | None = typer.Option(
+        None, "--judge-model", help="The judge: its served name with --judge-url, else a checkpoint dir."
+    ),
+    server: list[str] | None = _SERVER,
+    max_model_len: int = _MAX_LEN,
+    resamples: int = _RESAMPLES,
+    seed: int = _SEED,
+    as_json: bool = _JSON,
+) -> None:
+    """A judge compares the student's and the base's answers, in both orders; win rate with its interval."""
+    from selfinstruct.errors import SelfInstructError
+    from selfinstruct.evaluation.answers import model_ref
+    from selfinstruct.evaluation.backends import backend_factory
+    from selfinstruct.evaluation.judge import WEAK_JUDGE, evaluate_judge
+    from selfinstruct.llm.config import OpenAIConfig
+    from selfinstruct.models import default_model_dir
+
+    student_ref, base_ref = _refs(model, base, need_base=True)
+    if judge_url:
+        if not judge_model:
+            raise SelfInstructError("`--judge-model` is needed with --judge-url (the judge's served name)")
+        judge_ref = model_ref(judge_model)
+        judge_start = backend_factory(
+            OpenAIConfig(base_urls=judge_url, model=judge_model), on_start=_starting
+        )
+    else:
+        judge_ref = model_ref(judge_model or str(default_model_dir()))
+        judge_start = _backend(None, max_model_len)
+        if judge_model is None:
+            err_console.print(Text("warning: ", style="yellow").append(WEAK_JUDGE), soft_wrap=True)
+    report = evaluate_judge(
+        student_ref,
+        base_ref,
+        judge_ref,
+        start=_backend(server, max_model_len),
+        judge_start=judge_start,
+        out_dir=_out(out, model, "judge"),
+        data=data,
+        limit=limit,
+        max_tokens=max_tokens,
+        resamples=resamples,
+        seed=seed,
+    )
+    if as_json:
+        print_json(report.model_dump(mode="json", exclude={"verdicts"}))
+        return
+    wr = report.win_rate
+    console.print(
+        plain(
+            f"judge {report.judge}: {report.compared} of {report.items} compared "
+            f"(unparseable {report.unparseable}, failed {report.failed}); student wins {report.wins}, "
+            f"ties {report.ties}, loses {report.losses}; win rate "
+            + (_cell(wr) if wr else "-")
+            + f"; position A picked {report.position_a_share:.0%}",
+            None,
+        ),
+        highlight=False,
+    )
+
+
+@eval_app.command("rouge")
+def rouge(
     model: Path = typer.Option(
         ..., "--model", "-m", help="The trained student (a `selfinstruct train` --out)."
     ),
-    base: str | None = typer.Option(
-        None, "--base", help="Base model (default: the one the student came from)."
-    ),
+    base: str | None = _BASE,
     data: Path | None = typer.Option(
-        None,
-        "--data",
-        "-d",
-        help="Held-out instructions (default: Self-Instruct's user-oriented set in ../shared/data/external).",
+        None, "--data", "-d", help="Held-out instructions with references (default: the user-oriented set)."
     ),
     limit: int | None = typer.Option(50, "--limit", "-n", min=1, help="First N instructions."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most new tokens per answer."),
-    max_model_len: int = typer.Option(2048, "--max-model-len", min=64, help="vLLM context length."),
+    max_model_len: int = _MAX_LEN,
     answers: Path | None = typer.Option(
         None, "--answers", help="Answers JSONL (default MODEL/eval_answers.jsonl)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = _JSON,
 ) -> None:
-    """Generate answers with the base model and the student (one engine at a time) and compare them."""
+    """Stop share, answer length and ROUGE-L against references (a smoke check, not evidence: no intervals)."""
     from selfinstruct.sft.eval import evaluate, vllm_factory
-
-    def starting(path: str) -> None:
-        err_console.print(plain(f"starting vLLM on {path}", None, "dim"), highlight=False)
 
     report = evaluate(
         model,
-        backend_factory=vllm_factory(max_model_len, on_start=starting),
+        backend_factory=vllm_factory(max_model_len, on_start=_starting),
         base=base,
         data=data,
         limit=limit,
@@ -48,7 +236,7 @@ def eval_(
         answers=answers,
     )
     if as_json:
-        print(json.dumps(report.model_dump()))
+        print_json(report.model_dump())
         return
     from rich.table import Table
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, fail, plain
+from selfinstruct.cli.app import app, console, fail, plain, print_json
 from selfinstruct.export import FORMATS
 
 
@@ -26,6 +25,6 @@ def export(
         fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     n = do_export(run, fmt, out)
     if as_json:
-        print(json.dumps({"rows": n, "format": fmt, "out": str(out)}))
+        print_json({"rows": n, "format": fmt, "out": str(out)})
     else:
         console.print(Text(f"wrote {n} {fmt} rows to ").append(plain(out, None, "bold")))

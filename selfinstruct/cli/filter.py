@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
 from selfinstruct.errors import SelfInstructError
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ def filter_command(
         if bar is not None:
             bar.stop()
     if as_json:
-        print(json.dumps({"input": str(input), "out": str(out), **summary.as_dict(), "config": config}))
+        print_json({"input": str(input), "out": str(out), **summary.as_dict(), "config": config})
         return
     title = f"{summary.records} records: {summary.kept} kept, {summary.rejected} rejected"
     table = Table(title=title + (f", {summary.malformed} malformed" if summary.malformed else ""))

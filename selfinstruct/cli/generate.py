@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
 
 
 def recipe_overrides(
@@ -140,16 +140,14 @@ def generate(
             on_note=lambda m: err_console.print(plain(m, None, "yellow")),
         )
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "stop_reason": manifest.stop_reason,
-                    "rounds": manifest.rounds,
-                    "counts": manifest.counts,
-                    "tokens": manifest.tokens,
-                }
-            )
+        print_json(
+            {
+                "out": str(out),
+                "stop_reason": manifest.stop_reason,
+                "rounds": manifest.rounds,
+                "counts": manifest.counts,
+                "tokens": manifest.tokens,
+            }
         )
     else:
         print_summary(manifest, out)

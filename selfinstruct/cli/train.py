@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.text import Text
 
-from selfinstruct.cli.app import app, console, err_console, plain
+from selfinstruct.cli.app import app, console, err_console, plain, print_json
 
 
-def _load_config(path: Path | None) -> dict:
+def _load_config(path: Path | None) -> tuple[dict, dict[str, int]]:
+    """The SFT fields in a YAML file (a whole recipe or just its sft section), and each field's line."""
     if path is None:
-        return {}
-    import yaml
-
+        return {}, {}
     from selfinstruct.errors import InputError
+    from selfinstruct.yamlfile import read_yaml
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise InputError(path, f"cannot read YAML: {str(e).splitlines()[0]}") from None
+    data, lines = read_yaml(path, "SFT config")
+    if data is None:
+        return {}, {}
     if not isinstance(data, dict):
-        raise InputError(path, "expected a mapping of SFT config fields")
-    return data.get("sft", data)  # a whole recipe or just its sft section
+        raise InputError(path, "expected a mapping of SFT config fields", line=1)
+    if "sft" not in data:
+        return data, lines
+    if not isinstance(data["sft"], dict):
+        raise InputError(path, "must be a mapping of SFT config fields", line=lines.get("sft"), field="sft")
+    return data["sft"], {k.removeprefix("sft."): v for k, v in lines.items() if k.startswith("sft.")}
 
 
 @app.command()
@@ -52,20 +54,30 @@ def train(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML of SFT config fields (or a recipe)."
     ),
-    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints in --out instead of resuming."),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        help="Start over: remove the checkpoints and files earlier runs wrote in --out (nothing else).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Resume or overwrite a run in --out even if its data or settings differ."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Fine-tune a student with the loss on response tokens only; resumes from a checkpoint in --out."""
+    """Fine-tune a student with the loss on response tokens only; resumes the same run from a checkpoint in
+    --out. On several GPUs: torchrun --nproc_per_node N -m selfinstruct train ..."""
     from pydantic import ValidationError
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from selfinstruct.errors import SelfInstructError
     from selfinstruct.jsonl import first_error
     from selfinstruct.sft.config import LoraSettings, SFTConfig
+    from selfinstruct.sft.identity import is_main_process
     from selfinstruct.sft.train import train as run_train
 
-    fields = _load_config(config)
+    fields, lines = _load_config(config)
     flags = {"model": model, "max_length": max_length, "template": template}
+    flags_set = {k for k, v in flags.items() if v is not None} | ({"lora"} if lora else set())
     fields.update({k: v for k, v in flags.items() if v is not None})
     if lora and fields.get("lora") is None:
         fields["lora"] = flags["lora"] = LoraSettings().model_dump()
@@ -73,9 +85,15 @@ def train(
         cfg = SFTConfig.model_validate(fields)
     except ValidationError as e:
         where, msg = first_error(e)
+        if config is not None and where.split(".")[0] in fields and where.split(".")[0] not in flags_set:
+            from selfinstruct.errors import InputError
+            from selfinstruct.yamlfile import line_of
+
+            raise InputError(config, msg, line=line_of(lines, where), field=where) from None
         raise SelfInstructError(f"sft config: {where}: {msg}") from None
 
-    if not as_json:
+    main = is_main_process()  # under torchrun, one process speaks for all
+    if not as_json and main:
         _print_config(cfg, config, flags)
     progress = Progress(
         TextColumn("[bold]train"),
@@ -90,6 +108,8 @@ def train(
     task = progress.add_task("train", total=None, loss="-")
 
     def on_step(step: int, total: int, logs: dict) -> None:
+        if not main:
+            return
         if not progress.live.is_started:  # drawn once training runs, not while data and model load
             progress.start()
         fields = {"loss": f"{logs['loss']:.4f}"} if "loss" in logs else {}
@@ -102,14 +122,17 @@ def train(
             out,
             max_steps=max_steps,
             epochs=epochs,
-            resume=not fresh,
+            fresh=fresh,
+            force=force,
             progress=on_step,
             show=None if as_json else _show,
         )
     finally:
         progress.stop()
+    if not main:
+        return
     if as_json:
-        print(json.dumps(result.model_dump()))
+        print_json(result.model_dump())
         return
     loss = "n/a" if result.final_loss is None else round(result.final_loss, 4)
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.skipped.items()) or "none"

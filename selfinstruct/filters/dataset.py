@@ -67,10 +67,30 @@ def filter_file(
     progress: Callable[[int], None] | None = None,
 ) -> FilterSummary:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in (KEPT, REJECTS):
         if (out / name).exists() and (out / name).stat().st_size:
             raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
+    created = [p for p in (*reversed(out.parents), out) if not p.exists()]
+    fresh = [out / name for name in (KEPT, REJECTS) if not (out / name).exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _filter_into(path, out, config, skip_bad_lines=skip_bad_lines, progress=progress)
+    except InputError:  # bad input leaves nothing behind (issue 11): no half-written outputs to clean up
+        for file in fresh:
+            file.unlink(missing_ok=True)
+        for p in reversed(created):
+            p.rmdir()
+        raise
+
+
+def _filter_into(
+    path: str | Path,
+    out: Path,
+    config: FilterConfig | None,
+    *,
+    skip_bad_lines: bool,
+    progress: Callable[[int], None] | None,
+) -> FilterSummary:
     chain = FilterChain(config)
     counts = chain.stats.counts
     bad: list[InputError] | None = [] if skip_bad_lines else None
