@@ -6,12 +6,12 @@ importing this module registers nothing and loads nothing heavy.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from selfinstruct.cli.app import console, print_json
 from selfinstruct.ifeval.data import INPUTS_ENV
 
 
@@ -45,11 +45,9 @@ def score_ifeval(
     scores = score_responses(prompts, read_answers(responses, prompts))
     if as_json:
         per_type = {k: v.model_dump() for k, v in scores.per_type.items()}
-        print(json.dumps({**scores.accuracies(), "prompts": scores.prompts, "per_type": per_type}))
+        print_json({**scores.accuracies(), "prompts": scores.prompts, "per_type": per_type})
         return
     from rich.table import Table
-
-    from selfinstruct.cli.app import console
 
     console.print(f"IFEval: {scores.prompts} prompts, {scores.instructions} instructions", highlight=False)
     table = Table()
