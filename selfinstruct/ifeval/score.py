@@ -42,9 +42,11 @@ class ItemResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: int = Field(description="IFEval's id of the prompt.")
-    prompt: str
-    response: str
-    instructions: list[InstructionResult]
+    prompt: str = Field(description="The IFEval prompt.")
+    response: str = Field(description="The answer scored, as given.")
+    instructions: list[InstructionResult] = Field(
+        description="One verdict per instruction, in the prompt's order."
+    )
     strict: bool = Field(description="Every instruction followed, strictly.")
     loose: bool = Field(description="Every instruction followed, loosely.")
 

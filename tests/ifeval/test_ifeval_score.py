@@ -165,6 +165,19 @@ def test_readers_round_trip(tmp_path):
     assert score_responses(inputs, answers).prompt_strict == 1.0
 
 
+def test_inputs_with_null_arguments_read_like_ifevals_own(tmp_path):
+    # The Hugging Face copy of IFEval's prompts lists every argument of every type, unused ones as null.
+    record = {
+        "key": 9,
+        "prompt": "Answer in at least 3 words.",
+        "instruction_id_list": ["length_constraints:number_words"],
+        "kwargs": [{"num_words": 3, "relation": "at least", "keywords": None, "num_highlights": None}],
+    }
+    [item] = read_inputs(write_jsonl(tmp_path / "in.jsonl", [record]))
+    assert score_item(item, "one two three").strict is True
+    assert score_item(item, "one two").strict is False
+
+
 def test_unknown_prompt_in_answers_names_file_and_line(tmp_path):
     inputs = read_inputs(write_jsonl(tmp_path / "in.jsonl", [GOOD]))
     path = write_jsonl(
