@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfinstruct.errors import InputError
@@ -18,6 +17,7 @@ from selfinstruct.jsonl import first_error
 from selfinstruct.llm.base import Sampling
 from selfinstruct.llm.config import BackendConfig, VLLMConfig
 from selfinstruct.sft.config import SFTConfig
+from selfinstruct.yamlfile import line_of, read_yaml
 
 
 class _Section(BaseModel):
@@ -105,7 +105,8 @@ class Recipe(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not v or "/" in v or v.startswith("."):
+        # Control characters too: the name becomes a directory and is printed in every summary.
+        if not v or "/" in v or v.startswith(".") or any(c < " " or "\x7f" <= c <= "\x9f" for c in v):
             raise ValueError(f"`name` must be a plain directory name, got {v!r}")
         return v
 
@@ -131,29 +132,26 @@ DATA_FIELDS = (
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe; `overrides` maps dotted keys ("loop.target") to values set after reading."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "no such recipe") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(
-            path, f"malformed YAML ({getattr(e, 'problem', e)})", line=mark.line + 1 if mark else None
-        ) from None
+    data, lines = read_yaml(path, "recipe")
     if not isinstance(data, dict):
-        raise InputError(path, "a recipe must be a mapping of sections")
+        raise InputError(path, "a recipe must be a mapping of sections", line=1)
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         node = data
         *parents, leaf = key.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):  # `loop: 5` with `-n 3`: say so rather than fail inside Python
+                where = ".".join(parents[: i + 1])
+                raise InputError(
+                    path, "must be a mapping of settings", line=line_of(lines, where), field=where
+                )
         node[leaf] = value
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
         field, msg = first_error(e)
-        raise InputError(path, msg, field=field) from None
+        raise InputError(path, msg, line=line_of(lines, field), field=field) from None
 
 
 def data_view(resolved: dict[str, Any]) -> dict[str, Any]:
