@@ -32,7 +32,9 @@ class IFEvalPrompt(BaseModel):
     prompt: str = Field(min_length=1, description="The request, which holds the instructions in words.")
     instruction_id_list: list[str] = Field(min_length=1, description="IFEval instruction ids, `group:name`.")
     kwargs: list[dict[str, Any]] = Field(description="The arguments of each instruction, in the same order.")
-    _source: str | None = PrivateAttr(default=None)  # "file:line" it was read from, for error messages
+    # Where it was read from, for error messages; unset when built in code.
+    _path: str | None = PrivateAttr(default=None)
+    _line: int | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> IFEvalPrompt:
@@ -48,7 +50,8 @@ class IFEvalPrompt(BaseModel):
 
     @property
     def source(self) -> str:
-        return self._source or f"key {self.key}"
+        """`file:line` it was read from, or its key."""
+        return f"{self._path}:{self._line}" if self._path else f"key {self.key}"
 
     def checks(self) -> list[Instruction]:
         """One check per instruction; a bad argument raises `InputError` naming `kwargs.I.FIELD`."""
@@ -58,10 +61,9 @@ class IFEvalPrompt(BaseModel):
                 out.append(build(iid, kwargs))
             except ValidationError as e:
                 field, msg = first_error(e)
-                where, _, line = self.source.rpartition(":")
-                path, line_no = (where, int(line)) if line.isdigit() else (self.source, None)
+                where = self._path or f"IFEval prompt {self.key}"
                 raise InputError(
-                    path, f"{msg} (for {iid})", line=line_no, field=f"kwargs.{i}.{field}"
+                    where, f"{msg} (for {iid})", line=self._line, field=f"kwargs.{i}.{field}"
                 ) from None
         return out
 
@@ -96,7 +98,7 @@ def read_inputs(path: str | Path) -> list[IFEvalPrompt]:
     seen: dict[str, int] = {}
     for line, obj in iter_json_objects(path):
         item = parse_record(IFEvalPrompt, obj, path, line)
-        item._source = f"{path}:{line}"
+        item._path, item._line = str(path), line
         if item.prompt in seen:
             raise InputError(path, f"same prompt as line {seen[item.prompt]}", line=line, field="prompt")
         seen[item.prompt] = line
