@@ -143,6 +143,9 @@ class FilterChain:
             evidence = {"instances": len(task.instances), "reasons": [r.reason for r in v.rejects]}
             self._reject(v, reject(task, "heuristics", "heuristics_no_instances", evidence, round=round))
             return False
+        if (r := h.check_task_instances(task, keep, round=round)) is not None:
+            self._reject(v, r)
+            return False
         if len(keep) < len(task.instances):
             v.task = task.model_copy(update={"instances": [task.instances[i] for i in keep]})
             v.kept_instances = keep

@@ -90,6 +90,34 @@ class HeuristicsConfig(_Section):
         description="Inputs (compared case-insensitively, trailing period ignored) that are placeholders for "
         "'no input' (heuristics_placeholder_input). None or [] turns the rule off.",
     )
+    # Self-Instruct prepare_for_finetuning.py: an output (or input) ending with ":" is an unfinished generation.
+    output_ends_with_colon: bool = Field(
+        True, description='Drop instances whose output ends with ":" (heuristics_output_ends_with_colon).'
+    )
+    input_ends_with_colon: bool = Field(
+        True, description='Drop instances whose input ends with ":" (heuristics_input_ends_with_colon).'
+    )
+    # Our rule: runaway generations (repeated lines, a model writing on past the example); 4000 characters is
+    # about 1000 tokens, more than any recipe's instance budget gives one example.
+    max_input_chars: int | None = Field(
+        4000, description="Drop instances whose input has more characters (heuristics_input_too_long)."
+    )
+    max_output_chars: int | None = Field(
+        4000, description="Drop instances whose output has more characters (heuristics_output_too_long)."
+    )
+    # Self-Instruct prepare_for_finetuning.py: identical instances are kept once.
+    duplicate_instances: bool = Field(
+        True,
+        description="Drop an instance whose input and output equal an earlier one's, ignoring case and "
+        "spacing (heuristics_duplicate_instance).",
+    )
+    # Self-Instruct prepare_for_finetuning.py: the same non-empty input with different outputs makes the
+    # task's instances contradict each other, so the whole task goes.
+    conflicting_outputs: bool = Field(
+        True,
+        description="Reject a task whose instances give different outputs for the same non-empty input "
+        "(heuristics_conflicting_outputs).",
+    )
     # Self-Instruct bootstrap_instructions.py: a generation stopped by max_tokens is cut off mid-thought.
     truncated: bool = Field(
         True,
@@ -97,7 +125,7 @@ class HeuristicsConfig(_Section):
         "(heuristics_truncated).",
     )
 
-    @field_validator("min_instruction_words", "max_instruction_words")
+    @field_validator("min_instruction_words", "max_instruction_words", "max_input_chars", "max_output_chars")
     @classmethod
     def _check_words(cls, v, info):
         return _positive(info.field_name, v)

@@ -71,6 +71,48 @@ class HeuristicsFilter:
             return no("placeholder_input", input=inst.input)
         if c.output_equals_input and inst.input.strip() and _norm(inst.output) == _norm(inst.input):
             return no("output_equals_input", text=inst.output[:200])
+        # Self-Instruct prepare_for_finetuning.py: a value ending with a colon is a cut-off generation.
+        if c.output_ends_with_colon and inst.output.strip().endswith(":"):
+            return no("output_ends_with_colon", text=inst.output.strip()[-200:])
+        if c.input_ends_with_colon and inst.input.strip().endswith(":"):
+            return no("input_ends_with_colon", text=inst.input.strip()[-200:])
+        if c.max_input_chars is not None and len(inst.input) > c.max_input_chars:
+            return no("input_too_long", chars=len(inst.input), max=c.max_input_chars)
+        if c.max_output_chars is not None and len(inst.output) > c.max_output_chars:
+            return no("output_too_long", chars=len(inst.output), max=c.max_output_chars)
+        # Self-Instruct prepare_for_finetuning.py keeps one of identical instances; the first one stays.
+        if c.duplicate_instances:
+            key = (_norm(inst.input), _norm(inst.output))
+            for j in range(i):
+                if (_norm(task.instances[j].input), _norm(task.instances[j].output)) == key:
+                    return no("duplicate_instance", duplicate_of=j)
+        return None
+
+    def check_task_instances(
+        self, task: Task, kept: list[int] | None = None, *, round: int | None = None
+    ) -> Reject | None:
+        """A rule on the task's instances together (those at indices `kept`, default all), or None.
+
+        Self-Instruct prepare_for_finetuning.py: when two instances give different outputs for the same
+        non-empty input, the task's instances contradict each other and none is used.
+        """
+        if not self.config.conflicting_outputs:
+            return None
+        seen: dict[str, int] = {}
+        for i in range(len(task.instances)) if kept is None else kept:
+            inst = task.instances[i]
+            if not inst.input.strip():
+                continue
+            key = _norm(inst.input)
+            if key in seen and _norm(task.instances[seen[key]].output) != _norm(inst.output):
+                j = seen[key]
+                evidence = {
+                    "instances": [j, i],
+                    "input": inst.input[:200],
+                    "outputs": [task.instances[j].output[:200], inst.output[:200]],
+                }
+                return reject(task, STAGE, "heuristics_conflicting_outputs", evidence, round=round)
+            seen.setdefault(key, i)
         return None
 
 

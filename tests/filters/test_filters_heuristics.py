@@ -119,3 +119,88 @@ def test_custom_blacklist_matches_whole_words_only():
     h = HeuristicsFilter(HeuristicsConfig(blacklist=["cat"]))
     assert h.check_instruction(task("Describe a cat in detail.")).reason == "heuristics_blacklisted_word"
     assert h.check_instruction(task("Describe a category in detail.")) is None
+
+
+# Self-Instruct's instance rules (prepare_for_finetuning.py), issue 11.
+@pytest.mark.parametrize(
+    "bad, good, code, evidence",
+    [
+        (
+            ("", "Here is the list:"),
+            ("", "Here is the list: a, b"),
+            "heuristics_output_ends_with_colon",
+            {"text": "Here is the list:"},
+        ),
+        (
+            ("Translate this:", "Bonjour"),
+            ("Translate: hello", "Bonjour"),
+            "heuristics_input_ends_with_colon",
+            {"text": "Translate this:"},
+        ),
+        (
+            ("x" * 4001, "short"),
+            ("x" * 4000, "short"),
+            "heuristics_input_too_long",
+            {"chars": 4001, "max": 4000},
+        ),
+        (("", "y" * 4001), ("", "y" * 4000), "heuristics_output_too_long", {"chars": 4001, "max": 4000}),
+    ],
+)
+def test_self_instruct_instance_rules(bad, good, code, evidence):
+    t = task("Do what the input says, carefully.", bad, good)
+    r = H.check_instance(t, 0)
+    assert r.reason == code and r.evidence == {"instance": 0, **evidence}
+    assert H.check_instance(t, 1) is None
+
+
+def test_duplicate_instances_keep_the_first():
+    t = task("Add the two numbers.", ("2 and 3", "5"), ("2  AND 3", "5 "), ("4 and 4", "8"), ("2 and 3", "5"))
+    got = [(r and r.reason, r and r.evidence) for r in (H.check_instance(t, i) for i in range(4))]
+    assert got == [
+        (None, None),
+        ("heuristics_duplicate_instance", {"instance": 1, "duplicate_of": 0}),
+        (None, None),
+        ("heuristics_duplicate_instance", {"instance": 3, "duplicate_of": 0}),
+    ]
+
+
+def test_conflicting_outputs_reject_the_task():
+    t = task("Add the two numbers.", ("2 and 3", "5"), ("4 and 4", "8"), ("2 and 3", "6"))
+    r = H.check_task_instances(t)
+    assert r.reason == "heuristics_conflicting_outputs"
+    assert r.evidence == {"instances": [0, 2], "input": "2 and 3", "outputs": ["5", "6"]}
+    assert H.check_task_instances(t, [0, 1]) is None  # instance 2 already dropped: no conflict left
+    # empty inputs never conflict (many outputs of a no-input task); the same output is a duplicate, not a conflict
+    assert H.check_task_instances(task("Write a haiku.", ("", "one"), ("", "two"))) is None
+    assert H.check_task_instances(task("Add them.", ("2 and 3", "5"), ("2 and 3", "5"))) is None
+
+
+def test_the_chain_rejects_conflicting_tasks_and_drops_duplicates():
+    from selfinstruct.filters import FilterChain, FilterConfig
+
+    chain = FilterChain(FilterConfig(minhash=None, rouge=None))
+    conflict = task("Add the two numbers.", ("2 and 3", "5"), ("2 and 3", "6"))
+    dup = Task(
+        id="t2",
+        instruction="Name the capital city.",
+        instances=[Instance(input="France", output="Paris")] * 2,
+    )
+    kept, rejects = chain.check_instances([conflict, dup])
+    assert [t.id for t in kept] == ["t2"] and len(kept[0].instances) == 1
+    assert [r.reason for r in rejects] == ["heuristics_conflicting_outputs", "heuristics_duplicate_instance"]
+
+
+def test_self_instruct_rules_turn_off():
+    off = HeuristicsFilter(
+        HeuristicsConfig(
+            output_ends_with_colon=False,
+            input_ends_with_colon=False,
+            max_input_chars=None,
+            max_output_chars=None,
+            duplicate_instances=False,
+            conflicting_outputs=False,
+        )
+    )
+    t = task("Do it now please.", ("a:", "b:"), ("a:", "b:"), ("a:", "c"), ("z" * 5000, "y" * 5000))
+    assert [off.check_instance(t, i) for i in range(4)] == [None] * 4
+    assert off.check_task_instances(t) is None
