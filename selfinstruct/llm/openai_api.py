@@ -23,9 +23,10 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,13 +119,7 @@ class OpenAIBackend:
         requests = list(requests)
         if not requests:
             return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._generate(requests))
-        # Called from inside an event loop (a notebook, an async caller): ours runs on a helper thread.
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self._generate(requests)).result()
+        return run_in_thread(self._generate(requests))
 
     def close(self) -> None:
         """Nothing to release: each `generate` opens and closes its own connection pool."""
@@ -251,8 +246,11 @@ class OpenAIBackend:
                 soonest = min(
                     (r.resting_until for r in self._replicas if r.resting_until > now), default=now + 1
                 )
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the task's own cancellation
+                # (a stopped run then never finished cancelling its batch).
                 try:
-                    await asyncio.wait_for(self._cond.wait(), timeout=max(0.05, soonest - now))
+                    async with asyncio.timeout(max(0.05, soonest - now)):
+                        await self._cond.wait()
                 except TimeoutError:
                     pass
 
@@ -293,6 +291,50 @@ class OpenAIBackend:
                     f"with no success (all_down_timeout_s={cfg.all_down_timeout_s:g}): {lines}"
                 )
             )
+
+
+def run_in_thread(coro) -> Any:
+    """Run `coro` on an event loop of its own in a helper thread while this thread waits.
+
+    Waiting outside the loop keeps stops clean: SIGINT/SIGTERM (selfinstruct.signals) raise in the waiting
+    thread, which then cancels the batch's main task, so every request task is cancelled and its connection
+    closed before the stop goes on. Raised inside a loop, the stop could be swallowed by a callback or hang the
+    runner's own cancellation. It also serves callers that already run an event loop (a notebook)."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro)
+
+    def work() -> Any:
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            left = asyncio.all_tasks(loop)
+            for t in left:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    future: Future = Future()
+
+    def thread() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as e:  # handed to the waiting thread
+            future.set_exception(e)
+
+    # A daemon thread: should the batch not finish cancelling in time, it cannot hold the process open.
+    threading.Thread(target=thread, name="openai-batch", daemon=True).start()
+    try:
+        return future.result()
+    except BaseException:
+        if not future.done():
+            loop.call_soon_threadsafe(task.cancel)
+            try:
+                future.result(timeout=10)
+            except BaseException:  # noqa: S110 - the cancellation we asked for, or what it left behind
+                pass
+        raise
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------
