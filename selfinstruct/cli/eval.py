@@ -8,11 +8,13 @@ import typer
 from rich.text import Text
 
 from selfinstruct.cli.app import app, console, err_console, plain, print_json
+from selfinstruct.cli.eval_ifeval import score_ifeval
 
 eval_app = typer.Typer(
     help="Base vs student on the same items: IFEval accuracies and a judge's win rate, with paired intervals."
 )
 app.add_typer(eval_app, name="eval")
+eval_app.command("score-ifeval")(score_ifeval)
 
 _MODEL = typer.Option(
     ..., "--model", "-m", help="The student (a checkpoint dir; a served name with --server)."

@@ -1,0 +1,177 @@
+"""Every model's answers, generated once and kept: a rerun resumes instead of regenerating.
+
+An answer is keyed by the model's fingerprint (its files, not its path), the item, the prompt it was given
+and the decoding settings, so moving a checkpoint keeps its answers and retraining one does not reuse stale
+ones. How a model is prompted comes from the checkpoint itself: the template it was trained with (sft.json),
+else its chat template, else our plain instruction template as raw text (a base model). Base and student
+get the same decoding and the same stop rule.
+
+This module knows nothing of scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selfinstruct.jsonl import iter_json_objects
+from selfinstruct.llm.base import Backend, Request, Sampling
+from selfinstruct.store import JsonlAppender, repair_torn_tail
+
+# Raw prompts use our plain instruction template; a base model that keeps writing after its reply tends to
+# start the next "## Task" block. Stopping there is part of the shared stop rule (both models get it).
+PLAIN_STOP = ("\n## Task",)
+_HEAD_BYTES = 1 << 20
+
+
+class Item(BaseModel):
+    """One thing to answer: an instruction (with optional input) under a stable id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    instruction: str
+    input: str = ""
+
+
+class ModelRef(BaseModel):
+    """A model to evaluate: where it is, what it is (fingerprint) and how it wants prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Checkpoint directory, or the name a server knows the model by.")
+    fingerprint: str = Field(description="Hash of the checkpoint's files; `served:NAME` for a remote model.")
+    mode: Literal["chat", "plain"] = Field(description="chat: the model's chat template; plain: raw text.")
+
+
+class Answer(BaseModel):
+    """One model's answer to one item, as kept in answers.jsonl."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    model: str
+    fingerprint: str
+    item: str
+    decoding: str
+    text: str
+    finish_reason: str | None
+    tokens: int
+
+
+def fingerprint(model: str | Path) -> str:
+    """What a checkpoint is, from its files: configs and tokenizer whole, each weight file by size and its first
+    MiB (hashing 500 MB of weights per eval would cost more than the answers it saves)."""
+    path = Path(model)
+    if not path.is_dir():
+        return f"served:{model}"
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if not f.is_file() or f.name.startswith("selfinstruct-") or f.suffix in (".jsonl", ".log"):
+            continue
+        h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
+        if f.suffix in (".json", ".jinja", ".txt", ".model") and f.stat().st_size < (32 << 20):
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin", ".gguf"):
+            with open(f, "rb") as fh:
+                h.update(fh.read(_HEAD_BYTES))
+    return h.hexdigest()[:16]
+
+
+def model_ref(model: str | Path) -> ModelRef:
+    """How `model` must be prompted, read from the checkpoint (a served model is sent chat messages)."""
+    path = Path(model)
+    if not path.is_dir():
+        return ModelRef(path=str(model), fingerprint=fingerprint(model), mode="chat")
+    summary = path / "sft.json"
+    if summary.is_file():
+        mode = json.loads(summary.read_text(encoding="utf-8"))["result"]["template"]
+    else:
+        cfg = path / "tokenizer_config.json"
+        has_chat = (path / "chat_template.jinja").is_file() or (
+            cfg.is_file() and bool(json.loads(cfg.read_text(encoding="utf-8")).get("chat_template"))
+        )
+        mode = "chat" if has_chat else "plain"
+    return ModelRef(path=str(model), fingerprint=fingerprint(model), mode=mode)
+
+
+def request_for(ref: ModelRef, item: Item, sampling: Sampling) -> Request:
+    """The request `ref` gets for `item`: chat messages, or the plain template as raw text with its stop."""
+    from selfinstruct.sft.render import inference_prompt
+
+    fields = inference_prompt(ref.mode, item.instruction, item.input)
+    if ref.mode == "plain":
+        sampling = sampling.model_copy(update={"stop": tuple(sampling.stop) + PLAIN_STOP})
+    return Request(id=item.id, sampling=sampling, **fields)
+
+
+def decoding_key(sampling: Sampling) -> str:
+    """The decoding settings as one short hash (part of every answer's key)."""
+    return hashlib.sha256(sampling.model_dump_json().encode()).hexdigest()[:12]
+
+
+def answer_key(ref: ModelRef, item: Item, request: Request) -> str:
+    prompt = request.prompt if request.prompt is not None else json.dumps(request.messages)
+    raw = "\0".join([ref.fingerprint, item.id, prompt, decoding_key(request.sampling)])
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+class AnswerBook:
+    """answers.jsonl of one eval directory: read once, appended to, fsynced after every batch."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)  # a crash mid-write leaves at most one unfinished line
+        self.answers: dict[str, Answer] = {}
+        if self.path.is_file() and self.path.stat().st_size:
+            for _, obj in iter_json_objects(self.path):
+                a = Answer.model_validate(obj)
+                self.answers[a.key] = a
+        self.generated = 0  # answers produced by a backend in this process
+
+    def answer(
+        self,
+        ref: ModelRef,
+        items: Sequence[Item],
+        sampling: Sampling,
+        start: Callable[[str], Backend],
+    ) -> dict[str, Answer | str]:
+        """item id -> its Answer, or the error text where the backend failed on that item. Only items with
+        no answer on disk reach the backend, and the backend is started only if one is missing."""
+        requests = {it.id: request_for(ref, it, sampling) for it in items}
+        keys = {it.id: answer_key(ref, it, requests[it.id]) for it in items}
+        todo = [it for it in items if keys[it.id] not in self.answers]
+        out: dict[str, Answer | str] = {}
+        if todo:
+            backend = start(ref.path)
+            try:
+                completions = backend.generate([requests[it.id] for it in todo])
+            finally:
+                backend.close()  # the next engine needs the memory
+            with JsonlAppender(self.path) as w:
+                for it, c in zip(todo, completions, strict=True):
+                    if not c.ok:
+                        out[it.id] = c.error or "failed"  # not kept: a rerun tries it again
+                        continue
+                    a = Answer(
+                        key=keys[it.id],
+                        model=ref.path,
+                        fingerprint=ref.fingerprint,
+                        item=it.id,
+                        decoding=decoding_key(requests[it.id].sampling),
+                        text=c.text,
+                        finish_reason=c.finish_reason,
+                        tokens=c.completion_tokens,
+                    )
+                    w.write(a)
+                    self.answers[a.key] = a
+                    self.generated += 1
+        for it in items:
+            out.setdefault(it.id, self.answers.get(keys[it.id], "failed"))
+        return out
