@@ -99,7 +99,7 @@ def run_once(model: Path, data: Path, strategy: str, batch: int, steps: int, max
         },
     )
     with tempfile.TemporaryDirectory() as out:
-        result = sft_train.train(config, data, out, max_steps=steps, resume=False, callbacks=[Clock()])
+        result = sft_train.train(config, data, out, max_steps=steps, fresh=True, callbacks=[Clock()])
     runtime = clock["end"] - clock["start"]
     return {
         "strategy": strategy,

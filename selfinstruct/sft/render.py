@@ -77,18 +77,11 @@ class Rendered:
 class Renderer:
     """Turns examples into (prompt, response) text for one tokenizer and template.
 
-    `stop_token`/`stop_id` is what the student emits to end an answer: the EOS for "plain", the
-    chat template's end-of-turn for "chat". `extra_stop_ids` adds ids the model's generation config
-    treats as end of sequence (Llama-3 style templates end turns with a token other than EOS).
+    `stop_token`/`stop_id` is what the student emits to end an answer (`stop_rule` says which). The saved
+    checkpoint must stop there too: `serving_eos_ids` is the one place that decides the ids it stops at.
     """
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        *,
-        template: Literal["auto", "chat", "plain"] = "auto",
-        extra_stop_ids: tuple[int, ...] = (),
-    ):
+    def __init__(self, tokenizer: Any, *, template: Literal["auto", "chat", "plain"] = "auto"):
         self.tokenizer = tokenizer
         has_chat = bool(getattr(tokenizer, "chat_template", None))
         if template == "chat" and not has_chat:
@@ -99,15 +92,12 @@ class Renderer:
             ("chat" if has_chat else "plain") if template == "auto" else template
         )
         self.specials = special_strings(tokenizer)
-        stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        stop_ids += [i for i in extra_stop_ids if i not in stop_ids]
-        if not stop_ids:
-            # Without a stop token the student would never learn to end an answer.
-            raise SelfInstructError(
-                "the student's tokenizer has no eos_token: set one, or pick another `model`"
-            )
-        self._stop_candidates = {tokenizer.convert_ids_to_tokens(i): i for i in stop_ids}
         if self.mode == "plain":
+            if tokenizer.eos_token_id is None:
+                # Without a stop token the student would never learn to end an answer.
+                raise SelfInstructError(
+                    "the student's tokenizer has no eos_token: set one, or pick another `model`"
+                )
             self.stop_token, self.stop_id = tokenizer.eos_token, tokenizer.eos_token_id
             self.bos_prefix = _leading_special_ids(tokenizer)
         else:
@@ -146,29 +136,19 @@ class Renderer:
                 "after the generation prompt); use `template: plain`"
             )
         suffix = rest[len(output) :]
-        end = self._first_stop(suffix)
-        if end is None:
+        stop = first_special(suffix, self.specials)
+        if stop is None:
             raise SelfInstructError(
-                f"the student's chat template does not end the assistant turn with a stop token "
-                f"({', '.join(self._stop_candidates)}); use `template: plain`"
+                "the student's chat template ends the assistant turn without a special token to stop at; "
+                "use `template: plain`"
             )
-        return prompt, output + suffix[:end]
-
-    def _first_stop(self, suffix: str) -> int | None:
-        hits = [(suffix.find(s), s) for s in self._stop_candidates if s and s in suffix]
-        if not hits:
-            return None
-        pos, s = min(hits)
-        return pos + len(s)
+        return prompt, output + suffix[: suffix.find(stop) + len(stop)]
 
     def _chat_stop(self) -> tuple[str, int]:
         probe = "\u2026"  # any text the template passes through; its neighbourhood is the template's own
         _, response = self._chat_split("?", probe)
-        suffix = response[len(probe) :]
-        for s, i in self._stop_candidates.items():
-            if suffix.endswith(s):
-                return s, i
-        raise AssertionError("unreachable: _chat_split ends the response at a stop token")
+        stop = first_special(response[len(probe) :], self.specials)
+        return stop, self.tokenizer.convert_tokens_to_ids(stop)
 
     # ---- tokenizing --------------------------------------------------------------------------------------
 
@@ -185,6 +165,52 @@ class Renderer:
                 f"the chat template's stop token {self.stop_token!r} does not tokenize to one id"
             )
         return prompt_ids, response_ids
+
+
+def first_special(text: str, specials: list[str]) -> str | None:
+    """The stop rule for chat templates: the first special token the template writes after the assistant's
+    text ends the turn (`<|im_end|>`, `<|eot_id|>`, `</s>`, ...). Whether it is already an eos id does not
+    matter: `serving_eos_ids` adds it to the checkpoint's generation config."""
+    hits = [(text.find(s), -len(s), s) for s in specials if s in text]
+    return min(hits)[2] if hits else None
+
+
+def serving_eos_ids(model_eos: int | list[int] | None, stop_id: int) -> list[int]:
+    """The ids a served student stops at: its base's eos ids plus the stop token it was trained to end with.
+
+    vLLM and `transformers.generate` both stop at `generation_config.eos_token_id`; an end-of-turn the student
+    learned but the server does not stop at would make every answer run to max_tokens.
+    """
+    ids = [model_eos] if isinstance(model_eos, int) else list(model_eos or [])
+    return ids + [stop_id] if stop_id not in ids else ids
+
+
+def plain_chat_template(bos: str = "") -> str:
+    """A Jinja chat template that renders a user turn as our plain prompt, so `vllm serve` and
+    `transformers` prompt a plain-template student in the format it was trained on.
+
+    A user message fills the Task section (an instruction with an input reaches the exact trained format
+    only through the completions endpoint, with `plain_prompt`); an assistant message is its text and EOS.
+    A system message is refused: the plain template has no place for one.
+    """
+    header = _jinja_literal(PLAIN_HEADER + "## Task\n")
+    reply = _jinja_literal("\n\n" + PLAIN_REPLY)
+    return (
+        f"{{{{- {_jinja_literal(bos)} -}}}}"
+        "{%- for m in messages -%}"
+        "{%- if m['role'] == 'user' -%}"
+        f"{{{{ {header} }}}}{{{{ m['content'] | trim }}}}{{{{ {reply} }}}}"
+        "{%- elif m['role'] == 'assistant' -%}{{ m['content'] | trim }}{{ eos_token }}"
+        "{%- else -%}{{ raise_exception('this student was trained on the plain template, which has only "
+        "user and assistant turns, got ' + m['role']) }}"
+        "{%- endif -%}{%- endfor -%}"
+    )
+
+
+def _jinja_literal(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a JSON string is a valid Jinja string literal
 
 
 def _leading_special_ids(tokenizer: Any) -> list[int]:

@@ -1,12 +1,15 @@
 """Masked SFT on the transformers `Trainer`: read data, tokenize with labels, train, save for vLLM.
 
-The Trainer brings multi-GPU (torchrun/accelerate), mixed precision, gradient accumulation, checkpoints and
-resume. We bring the labels (data.py), the loss normalisation, the batch shapes and the metrics file.
-This module knows nothing of how the data was generated.
+The Trainer brings multi-process training (torchrun/accelerate), mixed precision, gradient accumulation,
+checkpoints and resume. We bring the labels (data.py), the loss normalisation, the batch shapes, the run's
+identity (identity.py), the metrics file and a checkpoint that serves itself (save.py). Under torchrun every
+process runs this function; only the main one writes our own files. This module knows nothing of how the data
+was generated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -16,15 +19,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from selfinstruct import signals
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.models import default_model_dir
+from selfinstruct.schema import Example
+from selfinstruct.sft import identity
 from selfinstruct.sft.config import SFTConfig, check_trainer_keys
 from selfinstruct.sft.data import PackCollator, PadCollator, encode_all, load_examples, preview
+from selfinstruct.sft.identity import CARD, FINGERPRINT, METRICS, SUMMARY
 from selfinstruct.sft.render import Renderer, load_tokenizer
+from selfinstruct.sft.save import model_card, save_student
 from selfinstruct.store import repair_torn_tail, write_json_atomic
 
-SUMMARY = "sft.json"  # written last into the output directory; eval reads the template and base from it
-METRICS = "metrics.jsonl"
+# The oldest transformers that has every TrainingArguments field our defaults set (`train_sampling_strategy`
+# arrived in 5.2; `warmup_steps` as a ratio, `dtype=` and `compute_loss_func` are older). pyproject.toml
+# declares the same floor; tests/sft/test_train.py checks that they agree.
+MIN_TRANSFORMERS = "5.2.0"
 
 
 class TrainResult(BaseModel):
@@ -44,8 +54,11 @@ class TrainResult(BaseModel):
     steps: int = 0
     epochs: float = 0.0
     final_loss: float | None = None
+    validation_examples: int = Field(0, description="Examples held out for the eval loss.")
+    eval_loss: float | None = None
     packing: bool = False
     attn_implementation: str = ""
+    adapter_only: bool = Field(False, description="LoRA saved unmerged: DIR holds the adapter, not a model.")
     resumed_from: str | None = None
     seconds: float = 0.0
 
@@ -88,7 +101,7 @@ def _callbacks(metrics_path: Path, progress: Callable[[int, int, dict], None] | 
             if not state.is_world_process_zero or not logs:
                 return
             row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": round(time.time(), 3)}
-            with open(metrics_path, "a", encoding="utf-8") as f:
+            with signals.critical(), open(metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             if progress is not None:
                 progress(state.global_step, state.max_steps, logs)
@@ -139,14 +152,83 @@ def _attention(config: SFTConfig) -> tuple[str, bool, bool]:
     return attn, cuda, packing
 
 
-def _stop_ids_from_generation_config(model_path: str) -> tuple[int, ...]:
-    from transformers import GenerationConfig
+def check_transformers() -> None:
+    """An older transformers fails on our defaults with a TypeError that seems to blame the `trainer:` block."""
+    from importlib.metadata import version
 
-    try:
-        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
-    except OSError:
-        return ()
-    return tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
+    from packaging.version import Version
+
+    found = version("transformers")
+    if Version(found) < Version(MIN_TRANSFORMERS):
+        raise SelfInstructError(
+            f"`train` needs transformers>={MIN_TRANSFORMERS}, found {found}: "
+            f"pip install 'transformers>={MIN_TRANSFORMERS}'"
+        )
+
+
+def refuse_data_parallel(n_gpu: int) -> None:
+    # One process that sees several GPUs makes the Trainer wrap the model in DataParallel, which splits each
+    # batch but not our token count: the loss and gradients come out scaled by the GPU count.
+    if n_gpu > 1:
+        raise SelfInstructError(
+            f"{n_gpu} GPUs are visible to one process; launch one process per GPU with "
+            f"`torchrun --nproc_per_node {n_gpu} -m selfinstruct train ...` or `accelerate launch`, "
+            f"or make one GPU visible (CUDA_VISIBLE_DEVICES=0)"
+        )
+
+
+def held_out(example_id: str, share: float) -> bool:
+    """Whether an example is in the validation split: by a hash of its id, so the split survives a resume
+    and does not depend on the order of the file."""
+    return int(hashlib.sha256(example_id.encode("utf-8")).hexdigest()[:8], 16) < share * 16**8
+
+
+def split(examples: list[Example], share: float | None, data: str | Path) -> tuple[list, list]:
+    if share is None:
+        return examples, []
+    val = [ex for ex in examples if held_out(ex.id, share)]
+    rest = [ex for ex in examples if not held_out(ex.id, share)]
+    if not val or not rest:
+        raise SelfInstructError(
+            f"`validation` {share} of the {len(examples)} examples in {data} leaves "
+            f"{len(val)} for validation and {len(rest)} for training; change `validation` or add data"
+        )
+    return rest, val
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class SafeTrainer(Trainer):
+        """A stop (SIGINT/SIGTERM) that arrives while a checkpoint is written waits for the checkpoint to be
+        complete, so the output directory never ends with a half-written last checkpoint of ours."""
+
+        def _save_checkpoint(self, *args, **kwargs):
+            with signals.critical():
+                return super()._save_checkpoint(*args, **kwargs)
+
+    return SafeTrainer
+
+
+def _prepare(out: Path, fp: dict, *, fresh: bool) -> str | None:
+    """Main process only, before training: clear (--fresh) or tidy `out`, record the run's fingerprint, and
+    cut the metrics back to the checkpoint training resumes from. Returns that checkpoint."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        identity.clear(out)
+    else:
+        for ckpt in identity.checkpoints(out):
+            if not identity.complete(ckpt):
+                identity.remove(ckpt)  # cut off mid-save by a kill: never resume from it, never rotate by it
+        # Until this run saves, the directory holds no finished student.
+        (out / SUMMARY).unlink(missing_ok=True)
+    write_json_atomic(out / FINGERPRINT, fp)
+    last = identity.last_complete_checkpoint(out)
+    if last is not None:
+        _trim_metrics(out / METRICS, int(last.name.split("-")[-1]))
+    else:
+        (out / METRICS).unlink(missing_ok=True)  # a fresh run starts a fresh curve
+    return str(last) if last else None
 
 
 def train(
@@ -156,46 +238,79 @@ def train(
     *,
     max_steps: int | None = None,
     epochs: float | None = None,
-    resume: bool = True,
+    fresh: bool = False,
+    force: bool = False,
     progress: Callable[[int, int, dict], None] | None = None,
     callbacks: Sequence[Any] = (),
     show: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train `config.model` on `data` (a run directory or an alpaca/messages file) into `out`.
 
-    `out` receives the checkpoint and tokenizer (loadable by vLLM), checkpoint-N/ directories, metrics.jsonl
-    and sft.json. With `resume`, an existing checkpoint in `out` is continued rather than started over.
+    `out` receives the checkpoint and tokenizer (loadable by vLLM, with the chat template and stop token it
+    was trained with), checkpoint-N/ directories, fingerprint.json, metrics.jsonl, README.md and, last,
+    sft.json. A checkpoint of the same run in `out` is continued; a different run there is refused unless
+    `force` (resume it anyway) or `fresh` (remove what earlier runs wrote, then start over).
     `callbacks` are extra TrainerCallbacks (tests use one to inject a crash); `show` receives a rich preview
     of the first example's supervised tokens before training starts.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, PrinterCallback, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
-
     t0 = time.perf_counter()
-    check_trainer_keys(config)
     out = Path(out)
     model_path = str(config.model or default_model_dir())
     if not Path(model_path, "config.json").is_file():
         raise SelfInstructError(f"`model` {model_path} is not a Hugging Face checkpoint (no config.json)")
     model_path = str(Path(model_path).resolve())  # sft.json records it; eval may run from another directory
 
-    attn, cuda, packing = _attention(config)
-
-    # ---- data
+    # ---- data first: a bad file is one line in a second, before torch and transformers load
     examples = load_examples(data)
-    tokenizer = load_tokenizer(model_path)
-    renderer = Renderer(
-        tokenizer, template=config.template, extra_stop_ids=_stop_ids_from_generation_config(model_path)
+    train_examples, val_examples = split(examples, config.validation, data)
+
+    check_transformers()
+    import torch
+    from transformers import AutoModelForCausalLM, PrinterCallback, TrainingArguments
+
+    check_trainer_keys(config)
+    attn, cuda, packing = _attention(config)
+    kwargs = config.trainer_kwargs(
+        output_dir=str(out), cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported()
     )
-    rows, stats = encode_all(examples, renderer, config.max_length)
+    if epochs is not None:
+        kwargs["num_train_epochs"] = epochs
+    if max_steps is not None:
+        kwargs["max_steps"] = max_steps
+    if not cuda and identity.world_size() > 1:
+        # torchrun on CPU: without `use_cpu` the Trainer joins the process group but trains each process
+        # alone (parallel_mode stays NOT_PARALLEL); gloo is the CPU backend.
+        kwargs.setdefault("use_cpu", True)
+        kwargs.setdefault("ddp_backend", "gloo")
+    if packing and kwargs.get("include_num_input_tokens_seen") == "non_padding":
+        # A packed row has no padding and no attention mask; the Trainer would then count tokens that are not
+        # the pad id, and pad may equal EOS, so every trained stop token would go uncounted.
+        kwargs["include_num_input_tokens_seen"] = "all"
+    settings = config.model_dump(exclude={"model", "trainer"})
+    fp = identity.fingerprint(
+        data=str(Path(data).resolve()),
+        examples=identity.examples_hash(examples),
+        base=identity.base_identity(model_path),
+        settings={**settings, "attn_implementation": attn, "packing": packing},
+        trainer=_jsonable(kwargs),
+        lora=config.lora is not None,
+    )
+    if not fresh:
+        identity.check_resume(
+            out, fp, force=force
+        )  # every process decides alike, before any waits for another
+
+    tokenizer = load_tokenizer(model_path)
+    renderer = Renderer(tokenizer, template=config.template)
+    rows, stats = encode_all(train_examples, renderer, config.max_length)
+    val_rows, _ = encode_all(val_examples, renderer, config.max_length)
     if not rows:
         raise SelfInstructError(
             f"no usable example in {data}: {stats.counts.get('skipped_too_long', 0)} longer than "
             f"`max_length` {config.max_length}, "
             f"{stats.counts.get('skipped_empty_output', 0)} with an empty output"
         )
-    if show is not None:
+    if show is not None and identity.is_main_process():
         show(preview(rows[0], tokenizer))
 
     # ---- model
@@ -208,28 +323,25 @@ def train(
     if config.lora is not None:
         model = _with_lora(model, config)
 
-    # ---- trainer
-    out.mkdir(parents=True, exist_ok=True)
-    kwargs = config.trainer_kwargs(
-        output_dir=str(out), cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported()
-    )
-    if epochs is not None:
-        kwargs["num_train_epochs"] = epochs
-    if max_steps is not None:
-        kwargs["max_steps"] = max_steps
-    if packing and kwargs.get("include_num_input_tokens_seen") == "non_padding":
-        # A packed row has no padding and no attention mask; the Trainer would then count tokens that are not
-        # the pad id, and pad may equal EOS, so every trained stop token would go uncounted.
-        kwargs["include_num_input_tokens_seen"] = "all"
+    # ---- trainer (creating the arguments joins the process group under torchrun)
     try:
         args = TrainingArguments(**kwargs)
     except (TypeError, ValueError) as e:
         raise SelfInstructError(f"`trainer`: {str(e).splitlines()[0]}") from None
+    refuse_data_parallel(args.n_gpu)
+    last = None
+    with args.main_process_first(local=False, desc="preparing the output directory"):
+        if args.should_save:
+            last = _prepare(out, fp, fresh=fresh)
+    if not args.should_save:
+        found = identity.last_complete_checkpoint(out)
+        last = str(found) if found else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else renderer.stop_id
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=rows,
+        eval_dataset=val_rows or None,
         data_collator=PackCollator() if packing else PadCollator(pad_id),
         processing_class=tokenizer,
         compute_loss_func=token_loss,
@@ -238,24 +350,21 @@ def train(
     # With tqdm off the Trainer prints every log dict to stdout; metrics.jsonl and `progress` have them, and
     # stdout belongs to the CLI (`--json` prints exactly one object).
     trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(out)) if resume else None
-    if last is not None:
-        _trim_metrics(out / METRICS, int(Path(last).name.split("-")[-1]))
-    elif (out / METRICS).exists():
-        (out / METRICS).unlink()  # a fresh run starts a fresh curve
     trainer.train(resume_from_checkpoint=last)
+    if val_rows:
+        trainer.evaluate()  # the final eval loss, logged to metrics.jsonl like the others
 
-    # ---- save
-    _save(trainer, tokenizer, renderer, out, merge=config.lora is None or config.lora.merge)
+    # ---- save: the weights, then our files, then sft.json last; a stop waits for the whole block
     state = trainer.state
     losses = [h["loss"] for h in state.log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
     counts = stats.counts
     result = TrainResult(
         out=str(out),
         base_model=model_path,
         template=renderer.mode,
         stop_token=renderer.stop_token,
-        examples=counts["total"],
+        examples=len(examples),
         used=counts["kept"],
         skipped={k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")},
         neutralised_special_tokens=counts.get("neutralised_special_tokens", 0),
@@ -265,14 +374,40 @@ def train(
         steps=state.global_step,
         epochs=state.epoch or 0.0,
         final_loss=losses[-1] if losses else None,
+        validation_examples=len(val_rows),
+        eval_loss=evals[-1] if evals else None,
         packing=packing,
         attn_implementation=attn,
+        adapter_only=config.lora is not None and not config.lora.merge,
         resumed_from=last,
-        seconds=round(time.perf_counter() - t0, 2),
     )
-    summary = {"result": result.model_dump(), "config": config.model_dump(), "trainer": _jsonable(kwargs)}
-    write_json_atomic(out / SUMMARY, summary)
+    with signals.critical():
+        before = identity.snapshot(out)
+        eos = save_student(trainer, tokenizer, renderer, out, base=model_path, lora=config.lora)
+        if args.should_save:
+            result.seconds = round(time.perf_counter() - t0, 2)
+            _write_summary(out, before, result, config, kwargs, fp, eos)
     return result
+
+
+def _write_summary(out, before, result, config, kwargs, fp, eos) -> None:
+    files = identity.written_since(out, before)
+    if (out / identity.ADAPTER).is_dir():
+        files.append(identity.ADAPTER)
+    summary = {
+        "result": result.model_dump(),
+        "config": config.model_dump(),
+        "trainer": _jsonable(kwargs),
+        "fingerprint": fp,
+        "eos_token_id": eos,
+        "versions": identity.versions(),
+        "git_revision": identity.git_revision(),
+        "files": sorted({*files, CARD}),
+    }
+    tmp = out / f".{CARD}.tmp"
+    tmp.write_text(model_card(summary), encoding="utf-8")
+    os.replace(tmp, out / CARD)
+    write_json_atomic(out / SUMMARY, summary)
 
 
 def _with_lora(model: Any, config: SFTConfig) -> Any:
@@ -291,21 +426,6 @@ def _with_lora(model: Any, config: SFTConfig) -> Any:
             task_type="CAUSAL_LM",
         ),
     )
-
-
-def _save(trainer: Any, tokenizer: Any, renderer: Renderer, out: Path, *, merge: bool) -> None:
-    model = trainer.model
-    if hasattr(model, "merge_and_unload") and merge:
-        model = model.merge_and_unload()
-    # vLLM stops at the ids in generation_config.eos_token_id; the stop token we trained must be one of them.
-    gen = model.generation_config
-    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    eos = [i for i in eos if i is not None]
-    if renderer.stop_id not in eos:
-        gen.eos_token_id = eos + [renderer.stop_id] if eos else renderer.stop_id
-    if trainer.args.should_save:
-        model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
 
 
 def _jsonable(d: dict) -> dict:

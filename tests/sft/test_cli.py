@@ -82,8 +82,6 @@ def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
     assert (
         res.exit_code == 1 and "sft config: template: Input should be 'auto', 'chat' or 'plain'" in res.stderr
     )
-    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "missing")])
-    assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
 
 
 def test_settings_print_as_text_with_their_source(tmp_path):
@@ -109,3 +107,42 @@ def test_settings_print_as_text_with_their_source(tmp_path):
     lines = res.stderr.splitlines()
     assert f"sft.trainer = {{'run_name': 'a[/]'}}  ({cfg})" in lines
     assert any(ln.startswith("sft.lora = {'r': 16") and ln.endswith("(flag)") for ln in lines)
+
+
+def test_bad_data_fails_before_torch_and_transformers_load(tmp_path, tiny_llama):
+    """A bad line costs a second, not a model load: the data is read and checked first."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"instruction": "x", "output": "y"}\n{"instruction": "x", "outptu": "y"}\n')
+    script = (
+        "import sys\n"
+        "from selfinstruct.cli import main\n"
+        f"sys.argv = ['selfinstruct', 'train', '-d', {str(data)!r}, '-m', {str(tiny_llama)!r}, "
+        f"'-o', {str(tmp_path / 'o')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'CODE', code)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "HEAVY [] CODE 1" in res.stdout, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(f"error: {data}:2:")
+    assert not (tmp_path / "o").exists()
+
+
+def test_fresh_and_force_flags_on_a_different_run(tmp_path, tiny_llama, alpaca_small):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(FAST + "  save_steps: 2\n")
+    out = tmp_path / "student"
+    base = ["train", "-m", str(tiny_llama), "-o", str(out), "-c", str(cfg), "--max-steps", "2", "--json"]
+    assert runner.invoke(app, [*base, "-d", str(alpaca_small)]).exit_code == 0
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"instruction": "Say hi.", "output": "Hi there."}\n' * 4)
+    res = runner.invoke(app, [*base, "-d", str(other)])
+    assert res.exit_code == 1
+    line = res.stderr.strip().splitlines()[-1]
+    assert "holds a different training run (data.examples_sha256" in line and "--fresh" in line, line
+    res = runner.invoke(app, [*base, "-d", str(other), "--fresh", "--max-steps", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["resumed_from"] is None and not (out / "checkpoint-2").exists()

@@ -11,7 +11,14 @@ import pytest
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import Example
 from selfinstruct.sft.data import IGNORE, PadCollator, encode
-from selfinstruct.sft.render import Renderer, inference_prompt, neutralise
+from selfinstruct.sft.render import (
+    Renderer,
+    inference_prompt,
+    neutralise,
+    plain_chat_template,
+    plain_prompt,
+    serving_eos_ids,
+)
 from selfinstruct.stats import Stats
 
 WITH_INPUT = Example(
@@ -21,9 +28,7 @@ NO_INPUT = Example(id="b", instruction="Name three primary colours.", output="Re
 
 
 def _renderer(tok, template):
-    # The <|end|>-closed template needs its end-of-turn id as a stop id, as generation_config would give it.
-    extra = (tok.convert_tokens_to_ids("<|end|>"),) if "<|end|>" in (tok.chat_template or "") else ()
-    return Renderer(tok, template=template, extra_stop_ids=extra)
+    return Renderer(tok, template=template)
 
 
 TOKENIZERS = ["smol_tokenizer", "bpe_bos", "bpe_pad_eos"]
@@ -73,10 +78,41 @@ def test_stop_tokens_per_tokenizer(smol_tokenizer, bpe_bos, bpe_pad_eos):
     assert _renderer(smol_tokenizer, "auto").mode == "chat"
 
 
-def test_end_of_turn_that_is_not_a_stop_id_is_refused(bpe_bos):
-    # Training on <|end|> that the server never stops at would make every answer run to max_tokens.
-    with pytest.raises(SelfInstructError, match="does not end the assistant turn with a stop token"):
-        Renderer(bpe_bos, template="chat")
+def test_end_of_turn_that_is_not_an_eos_id_is_trained_and_added_to_the_eos_ids(bpe_bos):
+    # <|end|> closes turns but is not the EOS: it is still the stop token, and the saved checkpoint must stop
+    # at it too (a server that never stops at it would run every answer to max_tokens).
+    r = Renderer(bpe_bos, template="chat")
+    end = bpe_bos.convert_tokens_to_ids("<|end|>")
+    assert r.stop_id == end != bpe_bos.eos_token_id
+    assert serving_eos_ids(bpe_bos.eos_token_id, r.stop_id) == [bpe_bos.eos_token_id, end]
+    assert serving_eos_ids([end, 7], r.stop_id) == [end, 7]
+    assert serving_eos_ids(None, r.stop_id) == [end]
+
+
+def test_template_without_a_special_token_after_the_answer_is_refused(make_tokenizer):
+    tok = make_tokenizer("{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}")
+    with pytest.raises(SelfInstructError, match="without a special token to stop at"):
+        Renderer(tok, template="chat")
+
+
+@pytest.mark.parametrize("tok_name", TOKENIZERS)
+def test_plain_chat_template_renders_the_trained_prompt(request, tok_name):
+    """The chat template saved with a plain-template student gives a server exactly the trained prompt ids."""
+    import copy
+
+    tok = copy.deepcopy(request.getfixturevalue(tok_name))
+    r = _renderer(tok, "plain")
+    tok.chat_template = plain_chat_template(tok.decode(r.bos_prefix))
+    row = encode(NO_INPUT, r, 512, Stats())
+    first = next(i for i, lab in enumerate(row["labels"]) if lab != IGNORE)
+    turn = [{"role": "user", "content": NO_INPUT.instruction}]
+    served = tok.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    assert served == tok.decode(r.bos_prefix) + plain_prompt(NO_INPUT.instruction)
+    assert tok(served, add_special_tokens=False)["input_ids"] == row["input_ids"][:first]
+    # Retraining such a student with template auto renders the same examples the same way.
+    again = Renderer(tok, template="auto")
+    assert again.mode == "chat" and again.stop_id == r.stop_id
+    assert encode(NO_INPUT, again, 512, Stats())["input_ids"] == row["input_ids"]
 
 
 def test_template_whose_prompt_is_not_a_prefix_is_refused(make_tokenizer):

@@ -1,5 +1,6 @@
-"""Training a tiny random Llama on CPU: the loss falls, metrics are written, a crash resumes, the loss is
-normalised over tokens across accumulation steps, LoRA merges.
+"""Training a tiny random Llama on CPU: the loss falls, metrics are written, a crash resumes the same run and
+only the same run, the loss is normalised over tokens across accumulation steps, LoRA merges, the checkpoint
+carries its template, stop token and provenance.
 
 Run: .venv/bin/pytest -q tests/sft/test_train.py
 """
@@ -13,7 +14,7 @@ from transformers import TrainerCallback
 
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.sft.config import SFTConfig
-from selfinstruct.sft.train import read_summary, train
+from selfinstruct.sft.train import read_summary, refuse_data_parallel, train
 
 FAST = {
     "learning_rate": 3e-3,
@@ -84,11 +85,41 @@ def test_resume_after_a_crash_continues_the_same_curve(tmp_path, tiny_llama, alp
     assert b == pytest.approx(a, rel=1e-4)
 
 
-def test_loss_is_normalised_over_tokens_across_accumulation(tmp_path, tiny_llama, alpaca_small):
+@pytest.fixture(scope="session")
+def mean_loss_llama(tmp_path_factory, tiny_llama):
+    """The tiny Llama as a model class that takes no loss kwargs (`accepts_loss_kwargs = False`, as Qwen2.5-VL,
+    PaliGemma or Gemma 4 declare): its own loss is a per-micro-batch mean, so only our loss function makes the
+    step's gradient a mean over tokens. With plain Llama the model's own loss already normalises, and a test
+    on it alone passes without ours."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    class MeanLossConfig(LlamaConfig):
+        model_type = "selfinstruct-mean-loss-llama"
+
+    class MeanLossLlama(LlamaForCausalLM):
+        config_class = MeanLossConfig
+        accepts_loss_kwargs = False
+
+    AutoConfig.register(MeanLossConfig.model_type, MeanLossConfig, exist_ok=True)
+    AutoModelForCausalLM.register(MeanLossConfig, MeanLossLlama, exist_ok=True)
+    llama = LlamaForCausalLM.from_pretrained(tiny_llama)
+    model = MeanLossLlama(MeanLossConfig(**llama.config.to_diff_dict()))
+    model.load_state_dict(llama.state_dict())
+    path = tmp_path_factory.mktemp("mean-loss-llama")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("student", ["tiny_llama", "mean_loss_llama"])
+def test_loss_is_normalised_over_tokens_across_accumulation(tmp_path, request, student, alpaca_small):
     """One SGD step over 4 examples of different lengths gives the same weights whether they come as one
-    batch of 4 or as 4 accumulated batches of 1: the step's gradient is a mean over its tokens."""
+    batch of 4 or as 4 accumulated batches of 1: the step's gradient is a mean over its tokens. Fails for
+    `mean_loss_llama` without `compute_loss_func=token_loss`."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    tiny_llama = request.getfixturevalue(student)
 
     common = {
         "optim": "sgd",
@@ -169,3 +200,129 @@ def _two_records(tmp_path):
         '{"instruction": "Say bye.", "output": "Bye now."}\n'
     )
     return path
+
+
+def test_resume_only_the_same_run(tmp_path, tiny_llama, alpaca_small):
+    """A different data set in the same --out is refused (naming what changed), resumed with `force`, and
+    `fresh` removes the old checkpoints and files but never a file of the user's."""
+    out = tmp_path / "student"
+    train(_config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=2)
+    assert (out / "checkpoint-2").is_dir() and (out / "fingerprint.json").is_file()
+    other = _two_records(tmp_path)
+    with pytest.raises(SelfInstructError, match=r"different training run \(data.examples_sha256: '"):
+        train(_config(tiny_llama, save_steps=2), other, out, max_steps=4)
+    with pytest.raises(SelfInstructError, match=r"trainer.learning_rate: 0.003 -> 0.001"):
+        train(_config(tiny_llama, save_steps=2, learning_rate=1e-3), alpaca_small, out, max_steps=2)
+    forced = train(_config(tiny_llama, save_steps=2), other, out, max_steps=3, force=True)
+    assert forced.resumed_from.endswith("checkpoint-2") and forced.steps == 3
+    (out / "notes.txt").write_text("mine")
+    fresh = train(_config(tiny_llama, save_steps=5), alpaca_small, out, max_steps=1, fresh=True)
+    assert fresh.resumed_from is None and fresh.steps == 1
+    # Only the new run's final checkpoint; the user's file untouched.
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [r["step"] for r in _metrics(out) if "loss" in r] == [1]
+
+
+def test_a_foreign_model_directory_is_not_trained_over(tmp_path, tiny_llama, alpaca_small):
+    with pytest.raises(SelfInstructError, match="did not record"):
+        train(_config(tiny_llama), alpaca_small, tiny_llama, max_steps=1)
+
+
+def test_a_half_written_checkpoint_is_not_resumed(tmp_path, tiny_llama, alpaca_small):
+    """A kill during a checkpoint save leaves checkpoint-N without trainer_state.json (written last): the
+    next run resumes from the last complete one and removes the cut one."""
+    import shutil
+
+    out = tmp_path / "student"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        train(_config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=8, callbacks=[_Crash(5)])
+    shutil.copytree(out / "checkpoint-4", out / "checkpoint-6")
+    (out / "checkpoint-6" / "trainer_state.json").unlink()
+    result = train(_config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=8)
+    assert result.resumed_from.endswith("checkpoint-4") and result.steps == 8
+
+
+def test_a_stop_leaves_an_unfinished_resumable_directory(tmp_path, tiny_llama, alpaca_small):
+    from selfinstruct.signals import Stopped
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Stopped(2)  # what the SIGINT handler raises in the main thread
+
+    out = tmp_path / "student"
+    train(_config(tiny_llama), alpaca_small, out, max_steps=2)  # a finished student first
+    assert (out / "sft.json").is_file()
+    with pytest.raises(Stopped):
+        train(
+            _config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=4, force=True, callbacks=[Stop()]
+        )
+    # No sft.json: the directory does not claim a finished student; the checkpoint is complete.
+    assert not (out / "sft.json").exists() and (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+
+def test_checkpoint_carries_template_stop_and_provenance(tmp_path, tiny_llama, alpaca_small):
+    """Plain template: the saved chat template renders the trained prompt, generation_config stops at the
+    trained stop token, sft.json and README.md say what trained it."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from selfinstruct.sft.render import plain_prompt
+
+    out = tmp_path / "student"
+    config = SFTConfig(model=str(tiny_llama), max_length=256, template="plain", validation=0.2, trainer=FAST)
+    result = train(config, alpaca_small, out, max_steps=3)
+    tok = AutoTokenizer.from_pretrained(out)
+    turn = [{"role": "user", "content": "Name a colour."}]
+    assert tok.apply_chat_template(turn, add_generation_prompt=True, tokenize=False) == plain_prompt(
+        "Name a colour."
+    )
+    eos = GenerationConfig.from_pretrained(out).eos_token_id
+    assert tok.convert_tokens_to_ids(result.stop_token) in (eos if isinstance(eos, list) else [eos])
+    # The validation split: held out, an eval loss in metrics.jsonl and the result.
+    assert 0 < result.validation_examples < 48 and result.used + result.validation_examples == 48
+    assert result.eval_loss is not None and any("eval_loss" in r for r in _metrics(out))
+    summary = read_summary(out)
+    assert summary["fingerprint"]["data"]["examples_sha256"] and summary["versions"]["transformers"]
+    assert summary["fingerprint"]["base_model"]["path"] == str(tiny_llama.resolve())
+    assert "git_revision" in summary and summary["eos_token_id"]
+    assert {"model.safetensors", "config.json", "generation_config.json", "README.md"} <= set(
+        summary["files"]
+    )
+    card = (out / "README.md").read_text()
+    assert summary["fingerprint"]["data"]["examples_sha256"] in card and "## Task" in card
+
+
+def test_lora_default_learning_rate_and_floor():
+    import tomllib
+    from pathlib import Path
+
+    from selfinstruct.sft.config import LoraSettings
+    from selfinstruct.sft.train import MIN_TRANSFORMERS
+
+    kw = SFTConfig(lora=LoraSettings()).trainer_kwargs(output_dir="o", cuda=False, bf16=False)
+    assert kw["learning_rate"] == 2e-4
+    kw = SFTConfig(lora=LoraSettings(), trainer={"learning_rate": 1e-4}).trainer_kwargs(
+        output_dir="o", cuda=False, bf16=False
+    )
+    assert kw["learning_rate"] == 1e-4
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert f"transformers>={MIN_TRANSFORMERS}" in pyproject["project"]["dependencies"]
+
+
+def test_old_transformers_is_named_not_blamed_on_the_trainer_block(monkeypatch):
+    import importlib.metadata
+
+    from selfinstruct.sft.train import check_transformers
+
+    check_transformers()  # the installed one passes
+    # A fake: an old transformers cannot be installed beside the real one in this venv.
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.57.1")
+    with pytest.raises(SelfInstructError, match=r"needs transformers>=5.2.0, found 4.57.1"):
+        check_transformers()
+
+
+def test_data_parallel_is_refused_with_the_launch_command():
+    refuse_data_parallel(1)
+    with pytest.raises(SelfInstructError, match="torchrun --nproc_per_node 4 -m selfinstruct train"):
+        refuse_data_parallel(4)

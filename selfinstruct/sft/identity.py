@@ -1,0 +1,250 @@
+"""What a training run is, and what it left in its output directory.
+
+A run's fingerprint (the examples' hash, the base model, the resolved settings, the process count and the
+library versions) is written into the output directory when it starts. A later `train` into the same directory
+resumes only when its fingerprint is the same, because the Trainer would otherwise restore one run's weights and
+optimizer onto another's data or base without a word. `clear` (`--fresh`) removes exactly what runs of ours
+wrote there: checkpoint-N directories, our own files and the files our last save listed, never anything else.
+
+No torch or transformers here: the checks run before the heavy libraries load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from selfinstruct.errors import SelfInstructError
+from selfinstruct.schema import Example
+
+FINGERPRINT = "fingerprint.json"  # written when a run starts
+SUMMARY = "sft.json"  # written last: its presence marks a finished student
+METRICS = "metrics.jsonl"
+CARD = "README.md"
+CARD_MARK = "<!-- model card written by selfinstruct train -->"
+ADAPTER = "adapter"  # LoRA adapters, when they are merged into the saved weights
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # the Trainer's name for its checkpoint directories
+
+# Trainer settings that change how a run is logged, saved or shown, not what it trains: they may differ on
+# resume. Everything else in the resolved `trainer:` block is part of the run's identity.
+NOT_IDENTITY = {
+    "output_dir",
+    "logging_steps",
+    "logging_strategy",
+    "logging_first_step",
+    "logging_dir",
+    "save_steps",
+    "save_strategy",
+    "save_total_limit",
+    "save_only_model",
+    "eval_steps",
+    "eval_strategy",
+    "per_device_eval_batch_size",
+    "disable_tqdm",
+    "report_to",
+    "run_name",
+    "dataloader_num_workers",
+    "dataloader_pin_memory",
+    "include_num_input_tokens_seen",
+    "prediction_loss_only",
+}
+LIBRARIES = ("torch", "transformers", "accelerate", "peft", "selfinstruct")
+
+
+def examples_hash(examples: Iterable[Example]) -> str:
+    """sha256 of the examples' content in order: the same data gives the same hash whatever its file format."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.instruction, ex.input, ex.output], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def base_identity(model_path: str) -> dict[str, Any]:
+    """The base checkpoint: its path, its config's hash, and the names and sizes of its weight files (hashing
+    the weights themselves would read gigabytes on every start)."""
+    root = Path(model_path)
+    weights = sorted(
+        (p.name, p.stat().st_size) for p in root.iterdir() if p.suffix in (".safetensors", ".bin")
+    )
+    config = hashlib.sha256((root / "config.json").read_bytes()).hexdigest()
+    return {"path": model_path, "config_sha256": config, "weights": [f"{n}:{s}" for n, s in weights]}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_revision() -> str | None:
+    """The commit of the checkout this package runs from (with `+dirty` when it has changes), or None."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def world_size() -> int:
+    """Processes in this run, as torchrun and accelerate announce them (the global batch depends on it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process. Only it writes our own files and prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def fingerprint(
+    *, data: str, examples: str, base: dict, settings: dict, trainer: dict, lora: bool
+) -> dict[str, Any]:
+    libs = versions()
+    if not lora:
+        libs.pop("peft")
+    libs.pop("selfinstruct")  # the code's revision goes into sft.json; a new commit may resume a run
+    return {
+        "data": {"path": data, "examples_sha256": examples},
+        "base_model": base,
+        "settings": settings,
+        "trainer": {k: v for k, v in sorted(trainer.items()) if k not in NOT_IDENTITY},
+        "world_size": world_size(),
+        "versions": libs,
+    }
+
+
+def changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (`data.examples_sha256`, `trainer.learning_rate`, ...)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """checkpoint-N directories, by step."""
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+
+
+def complete(checkpoint: Path) -> bool:
+    # The Trainer writes trainer_state.json after the weights, optimizer and RNG states: a checkpoint
+    # without it was cut off mid-save (a kill), and resuming from it would fail or load half a state.
+    return (checkpoint / "trainer_state.json").is_file()
+
+
+def last_complete_checkpoint(out: Path) -> Path | None:
+    done = [c for c in checkpoints(out) if complete(c)]
+    return done[-1] if done else None
+
+
+def check_resume(out: Path, new: dict, *, force: bool) -> None:
+    """Refuse, in one line naming what changed, to continue a different run in `out` (unless `force`); refuse
+    to write into a directory that holds a model or checkpoints we have no record of."""
+    old = read_json(out / FINGERPRINT)
+    ours = old is not None or (out / SUMMARY).is_file()
+    if force:
+        return
+    if not ours and ((out / "config.json").is_file() or checkpoints(out)):
+        raise SelfInstructError(
+            f"`--out` {out} holds a model or checkpoints that selfinstruct did not record (no "
+            f"{FINGERPRINT}); pick another --out, or --force to train over them"
+        )
+    if old is None or not (checkpoints(out) or (out / SUMMARY).is_file()):
+        return  # nothing of an earlier run to continue or to overwrite
+    diff = changes(old, new)
+    if diff:
+        shown = ", ".join(_describe(k, old, new) for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
+        raise SelfInstructError(
+            f"`--out` {out} holds a different training run ({shown}); use --fresh to start over "
+            f"(removes its checkpoints), --force to resume it anyway, or another --out"
+        )
+
+
+def _describe(key: str, old: dict, new: dict) -> str:
+    def get(d: dict) -> Any:
+        for part in key.split("."):
+            d = d.get(part) if isinstance(d, dict) else None
+        return d
+
+    a, b = get(old), get(new)
+    short = lambda v: (v[:12] + "…") if isinstance(v, str) and len(v) > 40 else v  # noqa: E731
+    return f"{key}: {short(a)!r} -> {short(b)!r}"
+
+
+def clear(out: Path) -> list[str]:
+    """`--fresh`: remove what earlier runs of ours wrote in `out` (sft.json first, so the directory stops
+    claiming a finished student at once), and return the names removed."""
+    if not out.is_dir():
+        return []
+    summary = read_json(out / SUMMARY) or {}
+    names = [SUMMARY, *summary.get("files", []), METRICS, FINGERPRINT, ADAPTER]
+    card = out / CARD
+    if card.is_file() and card.read_text(encoding="utf-8", errors="replace").startswith(CARD_MARK):
+        names.append(CARD)
+    removed = []
+    for name in dict.fromkeys(names):  # in order, once each
+        path = out / name
+        if Path(name).name != name or not (path.exists() or path.is_symlink()):
+            continue  # a listed name that is not a plain child of `out` is never ours to delete
+        remove(path)
+        removed.append(name)
+    for ckpt in checkpoints(out):
+        remove(ckpt)
+        removed.append(ckpt.name)
+    return removed
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def snapshot(out: Path) -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of each top-level file: compared after a save, it names the files the save wrote."""
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.iterdir() if p.is_file()}
+
+
+def written_since(out: Path, before: dict[str, tuple[int, int]]) -> list[str]:
+    after = snapshot(out)
+    return sorted(n for n, sig in after.items() if before.get(n) != sig)
