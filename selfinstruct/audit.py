@@ -7,7 +7,8 @@ pure: records in, one JSON-ready dict out. The terminal tables (cli/audit.py), `
 of how a reject was decided.
 
 A reject listed in the manifest's `readmitted` (a person overruled the filter, see readmit.py) is counted as
-readmitted, never as rejected; its task is in tasks.jsonl, so it is counted as accepted.
+readmitted, never as rejected; once its task is in tasks.jsonl (at once when it had instances, after
+classification and instances otherwise) it is counted as accepted.
 
 `--json` schema, "selfinstruct.audit/1" (keys keep their meaning within a version; new keys may be added):
 
@@ -15,8 +16,11 @@ readmitted, never as rejected; its task is in tasks.jsonl, so it is counted as a
     source        the directory audited (str)
     kind          "run" (generate output) | "filter" (filter output)
     selection     {"stage": str|null, "reason": str|null, "limit": int}: the flags given
-    totals        {"accepted", "rejected", "readmitted", "records": int, "acceptance": float|null}
-                  whole run: records = accepted + rejected; acceptance = accepted / records
+    totals        {"accepted", "rejected", "readmitted", "instances_dropped", "records": int,
+                   "acceptance": float|null}
+                  whole run, counted in candidates: rejected = candidates rejected as a whole (an instance
+                  dropped from a task is counted in instances_dropped, not here); records = accepted + rejected
+                  = the candidates decided; acceptance = accepted / records
     by_stage      [{"stage", "count", "share", "readmitted"}]  selected rejects per stage, most first;
                   share = count / totals.rejected; readmitted = readmitted rejects of the stage (not in count)
     by_reason     [{"stage", "reason", "count", "share", "readmitted"}]  the same per reason code
@@ -218,11 +222,15 @@ def summarize(
         return (stage is None or r.stage == stage) and (reason is None or r.reason == reason)
 
     selected = [r for r in live if chosen(r)]
-    n_acc, n_rej = len(inp.accepted), len(live)
+    # Candidates, not lines: an instance dropped from a task is a reject line of its own, but the candidate is
+    # the task (kept with its other instances, or rejected once as a whole).
+    dropped = sum(1 for r in live if "instance" in r.evidence)
+    n_acc, n_rej = len(inp.accepted), len(live) - dropped
     totals = {
         "accepted": n_acc,
         "rejected": n_rej,
         "readmitted": len(inp.readmitted),
+        "instances_dropped": dropped,
         "records": n_acc + n_rej,
         "acceptance": _share(n_acc, n_acc + n_rej),
     }
@@ -287,7 +295,7 @@ def _group(
 def _rounds(accepted: list[Accepted], live: list[Reject]) -> list[dict]:
     acc: Counter = Counter(a.round for a in accepted)
     back: Counter = Counter(a.round for a in accepted if a.provenance == "readmitted")
-    rej: Counter = Counter(r.round for r in live)
+    rej: Counter = Counter(r.round for r in live if "instance" not in r.evidence)  # candidates, as totals
     keys = sorted(set(acc) | set(rej), key=lambda k: (k is None, k or 0))
     return [
         {

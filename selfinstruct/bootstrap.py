@@ -1,13 +1,17 @@
 """The bootstrap loop: sample in-context tasks, generate, parse, filter, admit, generate instances, stop.
 
-Self-Instruct mode runs as a three-stage pipeline inside every round. One `generate` call carries
+Self-Instruct mode runs as a three-stage pipeline inside every round. One backend call carries
     - instance requests for tasks classified last round,
     - classification requests for instructions admitted last round,
     - new instruction requests filling the rest of the round,
 so the engine always sees a full batch, never a thin tail of one stage (vLLM's throughput on CPU and GPU alike
 depends on batch occupancy). Alpaca mode asks for complete examples in one request and filters them at once.
 
-Every candidate ends as an accepted task or a reject with stage, reason and evidence; nothing is dropped.
+Every candidate ends as an accepted task or a reject with stage, reason and evidence, exactly once: ids come
+from the request and the position in its answer, never from the text, so repeats are separate records.
+Everything the loop decides is a function of the recipe, the seeds and the run's journal (journal.py): each
+answer is journaled as the backend hands it back, each round ends with a checkpoint, and a resumed loop
+replays a round cut short from the journal with no model call for what was already answered.
 This module never opens files: `store.RunStore` does.
 """
 
@@ -17,15 +21,15 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from selfinstruct import parse, prompts
+from selfinstruct import faults, journal, parse, prompts, signals
 from selfinstruct.config import Recipe
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.filters.base import reject
 from selfinstruct.llm.base import Backend, Completion, Request, Sampling
-from selfinstruct.schema import Reject, Task, content_id
+from selfinstruct.schema import Reject, Task
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
 
@@ -40,20 +44,31 @@ class RoundReport:
     accepted_total: int
     target: int
     completion_tokens: int
-    generate_s: float  # the engine call alone, so tokens / generate_s is the generation rate
+    generate_s: float  # the backend call alone, so tokens / generate_s is the generation rate
     rejects_by_reason: dict[str, int]
+
+
+QUEUES = ("reserve", "pending_classify", "pending_instances")
 
 
 @dataclass
 class LoopState:
+    """The loop's state between rounds. All of it but `machine` is checkpointed in the journal; `machine` (the
+    in-context pool) is rebuilt from the journal's admitted/accepted lists."""
+
     round: int = 0
     requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    classify_unclear: int = (
+        0  # answers that read as neither yes nor no (asked again, then the recipe's default)
+    )
+    accepted: int = 0  # tasks accepted, readmitted ones included: what the target counts
     idle_rounds: int = 0
-    # Tasks through the instance stage in this process, and those of them kept: the yield estimate. Counted
-    # here, not taken from the store, whose accepted count spans every earlier process of a resumed run.
+    # Tasks through the instance stage, and those of them kept: the yield estimate.
     finished: int = 0
     kept: int = 0
-    machine: list[Task] = field(default_factory=list)  # accepted machine tasks, for in-context sampling
+    machine: list[Task] = field(default_factory=list)  # machine tasks for in-context sampling
     reserve: list[Task] = field(default_factory=list)  # admitted instructions not yet needed for the target
     pending_classify: list[Task] = field(default_factory=list)
     pending_instances: list[Task] = field(default_factory=list)
@@ -66,6 +81,28 @@ class LoopState:
     def in_flight(self) -> int:
         """Tasks on their way to acceptance (the reserve is not: it waits until it is needed)."""
         return len(self.pending_classify) + len(self.pending_instances)
+
+    def checkpoint(self) -> dict:
+        out: dict = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*QUEUES, "machine")
+        }
+        for q in QUEUES:
+            out[q] = [t.model_dump(mode="json") for t in getattr(self, q)]
+        return out
+
+    @classmethod
+    def from_checkpoint(cls, data: dict, machine: list[Task]) -> LoopState:
+        queues = {q: [Task.model_validate(t) for t in data.get(q, [])] for q in QUEUES}
+        counters = {k: v for k, v in data.items() if k not in QUEUES}
+        return cls(**counters, **queues, machine=machine)
+
+    def copy(self) -> LoopState:
+        """Queues and pool as new lists (their tasks are never mutated, only replaced)."""
+        return LoopState(**{f.name: _copied(getattr(self, f.name)) for f in fields(self)})
+
+
+def _copied(value):
+    return list(value) if isinstance(value, list) else value
 
 
 def request_seed(loop_seed: int, rnd: int, i: int) -> int:
@@ -81,13 +118,13 @@ def round_rng(loop_seed: int, rnd: int) -> random.Random:
 def _reject(
     stage: str, reason: str, rnd: int, request: str, *, raw: str = "", record: dict | None = None, **evidence
 ) -> Reject:
-    """A reject of one completion. The request id keeps apart completions that read alike (two empty answers,
-    two failed requests); round and text keep a replayed round's rejects from being written twice."""
+    """A reject of one whole completion: its id is the request's, so two answers that read alike (two empty
+    ones, two failures) are two records, and a replayed round derives the same id again."""
     return Reject(
-        id=content_id("r", str(rnd), request, stage, reason, raw or (str(record) if record else "")),
+        id=f"rej-{request}-{reason}",
         stage=stage,
         reason=reason,
-        evidence=evidence,
+        evidence={"request": request, **evidence},
         raw=raw,
         record=record,
         round=rnd,
@@ -100,19 +137,32 @@ def _for_record(task: Task) -> Task:
     return task.model_copy(update={"meta": meta})
 
 
+def stop_name(e: BaseException) -> str:
+    """The manifest's stop reason for a stop the loop did not choose."""
+    if isinstance(e, signals.Stopped):
+        return f"stopped: {signals.NAMES.get(e.signum, e.signum)}"
+    return f"error: {e}"
+
+
 class Bootstrap:
-    """One run of the loop over an open store. `run()` returns the stop reason."""
+    """One run of the loop over an open store. `run()` returns the stop reason.
+
+    `replay` holds journaled answers of a round that did not reach its checkpoint (journal.restore); they are
+    used instead of calling the model when the same request comes up again.
+    """
 
     def __init__(
         self,
         recipe: Recipe,
-        backend: Backend,
-        chain: FilterChain,
-        store: RunStore,
+        backend: Backend | None,
+        chain: FilterChain | None,
+        store: RunStore | None,
         seeds: Sequence[Task],
         *,
         style: prompts.Style,
         state: LoopState | None = None,
+        replay: dict[str, dict] | None = None,
+        applied: set[str] | None = None,
         on_round: Callable[[RoundReport], None] | None = None,
     ):
         self.recipe, self.backend, self.chain, self.store = recipe, backend, chain, store
@@ -120,8 +170,13 @@ class Bootstrap:
         self.seeds = list(seeds)
         self.style = style
         self.state = state or LoopState()
+        self.replay = dict(replay or {})
+        self.applied = set(applied or ())  # reject ids whose readmission was taken in
+        self.readmitted: list[dict] = []  # Readmission entries taken in by this process
         self.on_round = on_round
         self.stats = Stats()
+        self.sent = 0  # requests this process sent to the backend (replayed ones are not sent)
+        self._committed = self.state.copy()  # the state as of the last journal event
         # Instance prompts show seeds of the same kind as layout examples.
         self._complete = [s for s in self.seeds if s.instances]
         if not self._complete:
@@ -134,41 +189,141 @@ class Bootstrap:
         }
 
     # ------------------------------------------------------------------ stopping
-    def accepted(self) -> int:
-        return self.store.counts["accepted"]
-
     def stop_reason(self) -> str | None:
-        if self.accepted() >= self.loop.target and self.state.in_flight == 0:
+        st = self.state
+        if st.accepted >= self.loop.target and st.in_flight == 0:
             return "target_reached"
-        if self.loop.max_rounds is not None and self.state.round >= self.loop.max_rounds:
+        if self.loop.max_rounds is not None and st.round >= self.loop.max_rounds:
             return "max_rounds"
-        if self.loop.max_requests is not None and self.state.requests >= self.loop.max_requests:
+        if self.loop.max_requests is not None and st.requests >= self.loop.max_requests:
             return "max_requests"
-        if self.loop.patience is not None and self.state.idle_rounds >= self.loop.patience:
+        if self.loop.patience is not None and st.idle_rounds >= self.loop.patience:
             return "no_progress"
         return None
 
     def run(self) -> str:
-        while (reason := self.stop_reason()) is None:
-            self.step()
-        # Admitted but never finished (the target was met or a budget ran out): recorded, not dropped.
+        """Rounds until a stop condition. A signal or an unusable backend stops the loop too: the round it cut
+        short is abandoned (its answers stay journaled), and either way every admitted task that was not
+        finished is written as `loop_unfinished`, so nothing is left only in memory."""
+        try:
+            while (reason := self.stop_reason()) is None:
+                self.step()
+        except (signals.Stopped, SelfInstructError) as e:
+            cut = self.state.round
+            self.state = self._committed.copy()
+            self.state.round = max(self.state.round, cut)  # the abandoned round's ids are never reused
+            self.finish(stop_name(e))
+            raise
+        self.finish(reason)
+        return reason
+
+    stopped: str | None = None  # set by finish: the reason this loop ended
+
+    def finish(self, reason: str) -> None:
+        """Record every task still queued as `loop_unfinished`, then a checkpoint with empty queues."""
+        self.stopped = reason
         st, left = self.state, []
-        for where in ("reserve", "pending_classify", "pending_instances"):
+        for where in QUEUES:
             left += [(where, t) for t in getattr(st, where)]
             setattr(st, where, [])
-        self.store.append(
-            rejects=[
-                reject(t, "loop", "loop_unfinished", {"stop": reason, "waiting_in": where}, round=st.round)
-                for where, t in left
-            ]
+        if not left and self.store is not None and self._last_stop == (reason, st.round):
+            return  # a rerun of a finished run: nothing new to say
+        with signals.critical():
+            self.store.append(
+                rejects=[
+                    reject(
+                        t, "loop", "loop_unfinished", {"stop": reason, "waiting_in": where}, round=st.round
+                    )
+                    for where, t in left
+                ]
+            )
+            self._checkpoint([], [], stop=reason)
+
+    _last_stop: tuple[str, int] | None = None
+
+    def _checkpoint(self, admitted: list[dict], accepted: list[dict], stop: str | None = None) -> None:
+        self.store.log(
+            {
+                "ev": "round",
+                "round": self.state.round,
+                "state": self.state.checkpoint(),
+                "admitted": admitted,
+                "accepted": accepted,
+                "stop": stop,
+            },
+            sync=True,
         )
-        return reason
+        faults.crash_point("after:checkpoint")
+        self._committed = self.state.copy()
+        self._last_stop = (stop, self.state.round) if stop else None
+
+    # ------------------------------------------------------------------ readmissions
+    def take_in(self, rnd: int) -> None:
+        """Readmissions `readmit` appended since the last look: accepted or queued, journaled, pooled."""
+        new = [r for r in self.store.readmissions() if r["readmission"]["reject_id"] not in self.applied]
+        if not new:
+            return
+        event = journal.readmit_event(rnd, new)
+        with signals.critical():
+            accepted = [Task.model_validate(t) for t in event["accepted"]]
+            self.store.append(tasks=accepted)  # before the event: a crash in between only repeats this
+            self.store.log(event, sync=True)
+            self.apply_readmit(event)
+            self._committed = self.state.copy()
+
+    def apply_readmit(self, event: dict) -> None:
+        """A readmit event's effect on the state and the indexes (live and on restore alike)."""
+        st = self.state
+        accepted = [Task.model_validate(t) for t in event["accepted"]]
+        self.chain.add_instructions(journal.briefs_to_tasks(event["admitted"]))
+        self.chain.add_examples(accepted)
+        st.accepted += len(accepted)
+        st.pending_classify += [Task.model_validate(t) for t in event["queued"]]
+        pool = event["admitted"] if self.loop.machine_pool == "admitted" else event["accepted"]
+        st.machine += journal.briefs_to_tasks(pool)
+        self.applied.update(e["reject_id"] for e in event["entries"])
+        self.readmitted += event["entries"]
 
     # ------------------------------------------------------------------ one round
     def step(self) -> RoundReport:
         st = self.state
-        st.round += 1
-        rnd = st.round
+        rnd = st.round + 1
+        if self.store is not None:
+            self.take_in(rnd)
+        st.round = rnd
+        plan, requests = self._plan(rnd)
+        t0 = time.perf_counter()
+        completions = self._answers(rnd, plan, requests)
+        g = time.perf_counter() - t0
+        self.stats.timings["generate"] = self.stats.timings.get("generate", 0.0) + g
+        st.requests += len(requests)
+        tokens = sum(c.completion_tokens for c in completions)
+        st.prompt_tokens += sum(c.prompt_tokens for c in completions)
+        st.completion_tokens += tokens
+
+        # From here to the checkpoint nothing waits on the model: a stop asked for now waits for the
+        # checkpoint, so the files and the journal always agree.
+        with signals.critical():
+            accepted, rejects, admitted = self._handle(rnd, plan, completions)
+            with self.stats.timer("write"):
+                self.store.append(accepted, rejects)
+            st.accepted += len(accepted)
+            st.machine += accepted if self.loop.machine_pool == "accepted" else admitted
+            st.idle_rounds = 0 if accepted else st.idle_rounds + 1
+            self._checkpoint([journal.brief(t) for t in admitted], [journal.brief(t) for t in accepted])
+        by_reason: dict[str, int] = {}
+        for r in rejects:
+            by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+        report = RoundReport(
+            rnd, len(accepted), len(rejects), st.accepted, self.loop.target, tokens, g, by_reason
+        )
+        if self.on_round:
+            self.on_round(report)
+        return report
+
+    def _plan(self, rnd: int) -> tuple[list[tuple[str, object]], list[Request]]:
+        """This round's requests, a function of the state alone (so a resume plans the same round again)."""
+        st = self.state
         budget = self.loop.round_size
         if self.loop.max_requests is not None:
             budget = min(budget, self.loop.max_requests - st.requests)
@@ -205,12 +360,10 @@ class Bootstrap:
                     self.sampling.instances,
                 )
             for task in self._take(st.pending_classify, budget - len(requests)):
-                add(
-                    "classify",
-                    task,
-                    prompts.classify_prompt(task.instruction, self.style),
-                    self.sampling.classify,
-                )
+                sampling = self.sampling.classify
+                if task.meta.get("classify_unclear"):  # asked again, greedily (issue: unclear yes/no)
+                    sampling = sampling.model_copy(update={"temperature": 0.0})
+                add("classify", task, prompts.classify_prompt(task.instruction, self.style), sampling)
         rng = round_rng(self.loop.seed, rnd)
         for i in range(self._new_requests(budget - len(requests))):
             if self.loop.mode == "self_instruct":
@@ -230,38 +383,38 @@ class Bootstrap:
                     prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
                     self.sampling.instructions,
                 )
+        return plan, requests
 
-        t0 = time.perf_counter()
-        with self.stats.timer("generate"):
-            completions = self.backend.generate(requests) if requests else []
-        g = time.perf_counter() - t0
-        st.requests += len(requests)
-        tokens = sum(c.completion_tokens for c in completions)
-        self.stats.count("requests", len(requests))
-        self.stats.count("prompt_tokens", sum(c.prompt_tokens for c in completions))
-        self.stats.count("completion_tokens", tokens)
-
-        accepted, rejects = self._handle(rnd, plan, completions)
-        with self.stats.timer("write"):
-            n_acc, _ = self.store.append(accepted, rejects)
-        st.machine.extend(accepted)
-        st.idle_rounds = 0 if n_acc else st.idle_rounds + 1
-        by_reason: dict[str, int] = {}
-        for r in rejects:
-            by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
-        report = RoundReport(
-            rnd,
-            n_acc,
-            len(rejects),
-            self.accepted(),
-            self.loop.target,
-            tokens,
-            g,
-            by_reason,
-        )
-        if self.on_round:
-            self.on_round(report)
-        return report
+    def _answers(self, rnd: int, plan, requests: list[Request]) -> list[Completion]:
+        """One answer per request, in order: from the journal when this exact request was answered before a
+        crash, else from the backend, each journaled as soon as the backend hands it back."""
+        out: dict[str, Completion] = {}
+        todo: list[tuple[str, Request, str]] = []
+        for (kind, _), req in zip(plan, requests, strict=True):
+            digest = journal.request_hash(req)
+            ev = self.replay.pop(req.id, None)
+            if ev is not None and ev["prompt_hash"] == digest:
+                out[req.id] = journal.completion_of(ev)
+            else:
+                todo.append((kind, req, digest))
+        if todo:
+            sent = [r for _, r, _ in todo]
+            self.sent += len(sent)
+            stream = getattr(self.backend, "stream", None)
+            with signals.unwrap_stop():
+                if stream is not None:
+                    by_id = {r.id: (k, r, d) for k, r, d in todo}
+                    for c in stream(sent):
+                        kind, req, digest = by_id[c.request_id]
+                        self.store.log(journal.completion_event(rnd, kind, req, digest, c))
+                        out[req.id] = c
+                else:
+                    for (kind, req, digest), c in zip(todo, self.backend.generate(sent), strict=True):
+                        self.store.log(journal.completion_event(rnd, kind, req, digest, c))
+                        out[req.id] = c
+            self.store.sync_journal()
+            faults.crash_point("after:journal")
+        return [out[r.id] for r in requests]
 
     @staticmethod
     def _take(queue: list[Task], n: int) -> list[Task]:
@@ -278,9 +431,9 @@ class Bootstrap:
 
     def _wanted(self) -> int:
         """Tasks to have in the pipeline so that, at the observed instance-stage yield, the target is met."""
+        missing = self.loop.target - self.state.accepted
         if self.loop.mode == "alpaca":
-            return self.loop.target - self.accepted()
-        missing = self.loop.target - self.accepted()
+            return missing
         return math.ceil(missing / self.state.instance_yield()) if missing > 0 else 0
 
     def _in_context(self, rng: random.Random) -> list[Task]:
@@ -291,16 +444,20 @@ class Bootstrap:
         return shown
 
     # ------------------------------------------------------------------ completions -> records
-    def _handle(self, rnd: int, plan, completions: list[Completion]) -> tuple[list[Task], list[Reject]]:
+    def _handle(
+        self, rnd: int, plan, completions: list[Completion]
+    ) -> tuple[list[Task], list[Reject], list[Task]]:
+        """Parse and filter one round's answers: (accepted tasks, rejects, instructions admitted to the pool)."""
         rejects: list[Reject] = []
         candidates: list[Task] = []
         with_instances: list[Task] = []
         for (kind, ref), comp in zip(plan, completions, strict=True):
+            rid = comp.request_id
             if not comp.ok:
                 record = ref.model_dump() if isinstance(ref, Task) else None
-                rejects.append(
-                    _reject("llm", "llm_error", rnd, comp.request_id, record=record, error=comp.error)
-                )
+                if kind == "instances":
+                    self.state.finished += 1
+                rejects.append(_reject("llm", "llm_error", rnd, rid, record=record, error=comp.error))
                 continue
             truncated = comp.finish_reason == "length"
             with self.stats.timer("parse"):
@@ -309,16 +466,12 @@ class Bootstrap:
                     items = parse.parse_list(comp.text, first_number=first, truncated=truncated)
                     if not items:
                         rejects.append(
-                            _reject(
-                                "parse",
-                                "unparseable",
-                                rnd,
-                                comp.request_id,
-                                raw=comp.text,
-                                expected="numbered list",
-                            )
+                            _reject("parse", "unparseable", rnd, rid, raw=comp.text, expected="numbered list")
                         )
-                    candidates += [self._candidate(it.text, rnd, comp.text, it.complete) for it in items]
+                    candidates += [
+                        self._candidate(it.text, rnd, rid, j, comp.text, it.complete)
+                        for j, it in enumerate(items)
+                    ]
                 elif kind == "examples":
                     text = (
                         f"Instruction:{comp.text}" if self.style == "raw" else comp.text
@@ -326,26 +479,13 @@ class Bootstrap:
                     pairs = parse.parse_examples(text, truncated=truncated)
                     if not pairs:
                         rejects.append(
-                            _reject(
-                                "parse",
-                                "unparseable",
-                                rnd,
-                                comp.request_id,
-                                raw=comp.text,
-                                expected="examples",
-                            )
+                            _reject("parse", "unparseable", rnd, rid, raw=comp.text, expected="examples")
                         )
-                    for instr, inst in pairs:
-                        task = self._candidate(instr, rnd, comp.text, True)
+                    for j, (instr, inst) in enumerate(pairs):
+                        task = self._candidate(instr, rnd, rid, j, comp.text, True)
                         candidates.append(task.model_copy(update={"instances": [inst]}))
                 elif kind == "classify":
-                    label = parse.parse_yes_no(comp.text)
-                    if label is None:  # a task is not thrown away over an unclear yes/no: default, and say so
-                        self.stats.count("classify_unclear")
-                    meta = {**ref.meta, "classify_raw": comp.text.strip()[:80]}
-                    self.state.pending_instances.append(
-                        ref.model_copy(update={"is_classification": bool(label), "meta": meta})
-                    )
+                    self._classified(ref, comp.text)
                 else:  # instances
                     insts = parse.parse_instances(
                         comp.text, output_first=bool(ref.is_classification), truncated=truncated
@@ -357,7 +497,7 @@ class Bootstrap:
                                 "parse",
                                 "unparseable",
                                 rnd,
-                                comp.request_id,
+                                rid,
                                 raw=comp.text,
                                 record=ref.model_dump(),
                                 expected="instances",
@@ -373,27 +513,49 @@ class Bootstrap:
                         )
                     )
         accepted: list[Task] = []
+        admitted: list[Task] = []
         with self.stats.timer("filter"):
             if self.loop.mode == "alpaca":
                 kept, rej = self.chain.check(candidates, round=rnd)
                 rejects += rej
                 accepted += kept  # complete already; a last round may pass the target by its own yield
+                admitted += kept
             else:
                 kept, rej = self.chain.check_instructions(candidates, round=rnd)
                 rejects += rej
+                admitted += kept
                 self.state.reserve += kept
                 self.state.finished += len(with_instances)
                 kept, rej = self.chain.check_instances(with_instances, round=rnd)
                 rejects += rej
                 accepted += kept
                 self.state.kept += len(kept)
-        return [_for_record(t) for t in accepted], rejects
+        return [_for_record(t) for t in accepted], rejects, admitted
+
+    def _classified(self, task: Task, answer: str) -> None:
+        """Yes/no from the answer. An unclear one is asked once more, greedily, when the recipe says so;
+        after that `loop.classify_unclear` decides. Either way the task says so in its meta."""
+        label = parse.parse_yes_no(answer)
+        meta = {**task.meta, "classify_raw": answer.strip()[:80]}
+        if label is None:
+            self.state.classify_unclear += 1
+            policy = self.loop.classify_unclear
+            if policy == "ask_again" and not task.meta.get("classify_unclear"):
+                meta["classify_unclear"] = 1
+                self.state.pending_classify.append(task.model_copy(update={"meta": meta}))
+                return
+            meta["classify_unclear"] = meta.get("classify_unclear", 0) + 1
+            label = policy == "yes"
+        self.state.pending_instances.append(
+            task.model_copy(update={"is_classification": bool(label), "meta": meta})
+        )
 
     @staticmethod
-    def _candidate(instruction: str, rnd: int, raw: str, complete: bool) -> Task:
+    def _candidate(instruction: str, rnd: int, request: str, pos: int, raw: str, complete: bool) -> Task:
+        """A new candidate; its id names where it came from (request and position), never its text."""
         meta = {"raw": raw, "finish_reason": "stop" if complete else "length"}
         return Task(
-            id=content_id("t", instruction),
+            id=f"t-{request}.{pos}",
             instruction=instruction,
             provenance="generated",
             round=rnd,

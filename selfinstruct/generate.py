@@ -1,7 +1,8 @@
 """`generate`: open or resume a run directory, check the config against it, run the loop, keep the manifest.
 
-The glue between a recipe and the loop: seeds are read, the pool and indexes are rebuilt from the run's own
-files on resume, and the manifest is rewritten (atomically) after every round so it always matches the files.
+The glue between a recipe and the loop: seeds are read, the loop's state, pool and indexes are rebuilt from
+the run's journal on resume (journal.restore), and the manifest is rewritten (atomically) after every round
+so it always matches the files. The run's lock is held from open to close: one writer per run.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from selfinstruct import prompts
-from selfinstruct.bootstrap import Bootstrap, LoopState, RoundReport
+from selfinstruct import journal, prompts
+from selfinstruct.bootstrap import Bootstrap, LoopState, RoundReport, stop_name
 from selfinstruct.config import Recipe, data_view, diff
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend
-from selfinstruct.schema import RunManifest, Task, content_id, sha256, stable_json, utc_now
+from selfinstruct.schema import Readmission, RunManifest, sha256, stable_json, utc_now
 from selfinstruct.seeds import input_files, load_tasks
+from selfinstruct.signals import Stopped
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
 
@@ -73,19 +75,6 @@ def prompt_style(recipe: Recipe) -> prompts.Style:
     return "chat" if has_template else "raw"
 
 
-def to_complete(tasks: list[Task]) -> list[Task]:
-    """Readmitted instruction-level rejects have no instances yet: queue them for classification and instances.
-    The completed task gets its own id (lines are never rewritten) and names the one it completes."""
-    done = {t.meta.get("completes") for t in tasks}
-    return [
-        t.model_copy(
-            update={"id": content_id("t", t.instruction, "completed"), "meta": {**t.meta, "completes": t.id}}
-        )
-        for t in tasks
-        if t.provenance == "readmitted" and not t.instances and t.id not in done
-    ]
-
-
 def _identity(recipe: Recipe, seed_hashes: dict[str, str]) -> dict:
     """What decides the data: checked on resume."""
     return {
@@ -127,22 +116,27 @@ def generate(
                     "pass --force to continue with the new ones, or --out a new directory"
                 )
             forced = changes
-        machine = list(store.tasks())
         chain = FilterChain(recipe.filters)
         chain.add(seeds)
-        chain.add(machine)
-        state = LoopState(
-            round=old.rounds if old else 0, machine=machine, pending_classify=to_complete(machine)
+        restored = journal.restore(store.journal())
+        loop = Bootstrap(
+            recipe,
+            backend,
+            chain,
+            store,
+            seeds,
+            style=style,
+            replay=restored.replay,
+            applied=restored.applied,
         )
+        _rebuild(loop, store, restored)
         if old:
-            on_note(f"resuming {out}: {len(machine)} accepted, round {state.round}")
+            on_note(f"resuming {out}: {loop.state.accepted} accepted, round {loop.state.round}")
         created = old.created if old else utc_now()
-        # Counts of records come from the files (store.counts); loop counters and timings carry over a resume.
+        # Timings carry over a resume (record counts come from the files, loop counters from the journal).
         carried = Stats()
         if old:
-            carried.counts.update({k: v for k, v in old.counts.items() if k in LOOP_COUNTERS})
             carried.timings.update(old.timings)
-        state.requests = carried.counts["requests"]
         config = {**resolved, "_identity": identity}
         if forced:
             config["_forced_changes"] = [
@@ -152,14 +146,10 @@ def generate(
 
         libraries = versions()  # cannot change while the run goes on
 
-        def current_readmissions() -> list:
-            # Re-read each time: `selfinstruct readmit` may have recorded one while this run was going.
-            now = store.manifest()
-            return now.readmitted if now else []
-
-        def manifest(stop_reason: str | None, loop: Bootstrap | None) -> RunManifest:
-            total = carried + loop.stats if loop else carried
-            loop_counts = {k: v for k, v in total.counts.items() if k in LOOP_COUNTERS}
+        def manifest(stop_reason: str | None) -> RunManifest:
+            total = carried + loop.stats
+            st = loop.state
+            loop_counts = {k: getattr(st, k) for k in LOOP_COUNTERS}
             return RunManifest(
                 name=recipe.name,
                 created=created,
@@ -179,39 +169,60 @@ def generate(
                 counts={**dict(store.counts), **loop_counts},
                 timings={k: round(v, 3) for k, v in total.timings.items()},
                 tokens={k: loop_counts.get(k, 0) for k in ("prompt_tokens", "completion_tokens")},
-                rounds=state.round,
+                rounds=st.round,
                 stop_reason=stop_reason,
-                readmitted=current_readmissions(),
+                readmitted=[Readmission.model_validate(r) for r in restored.readmissions + loop.readmitted],
             )
 
-        store.write_manifest(manifest(None, None))
+        store.write_manifest(manifest(None))
         own_backend = backend is None
-        if own_backend:
-            from selfinstruct.llm import make_backend
-
-            try:
-                backend = make_backend(recipe.backend)
-            except SelfInstructError as e:  # a dead server or a bad model: the record says why it stopped
-                store.write_manifest(manifest(f"error: {e}", None))
-                raise
-        loop = Bootstrap(recipe, backend, chain, store, seeds, style=style, state=state)
         t0 = time.perf_counter()
-
-        def after_round(report: RoundReport) -> None:
-            store.write_manifest(manifest(None, loop))
-            if on_round:
-                on_round(report)
-
-        loop.on_round = after_round
         try:
+            if own_backend:
+                from selfinstruct.llm import make_backend
+
+                loop.backend = backend = make_backend(recipe.backend)
+
+            def after_round(report: RoundReport) -> None:
+                store.write_manifest(manifest(None))
+                if on_round:
+                    on_round(report)
+
+            loop.on_round = after_round
             reason = loop.run()
-        except SelfInstructError as e:  # e.g. every replica down: keep what was written, say why we stopped
-            store.write_manifest(manifest(f"error: {e}", loop))
+        except (SelfInstructError, Stopped) as e:
+            # A dead server, every replica down, SIGINT or SIGTERM: what was written is kept, in-flight work
+            # is on record (loop.run wrote it, or finish does here if the loop never started), and the
+            # manifest says why the run stopped.
+            if loop.stopped is None:
+                loop.finish(stop_name(e))
+            store.write_manifest(manifest(stop_name(e)))
             raise
         finally:
             loop.stats.timings["wall"] = time.perf_counter() - t0
-            if own_backend:
+            if own_backend and backend is not None:
                 backend.close()
-        final = manifest(reason, loop)
+        final = manifest(reason)
         store.write_manifest(final)
         return final
+
+
+def _rebuild(loop: Bootstrap, store: RunStore, restored: journal.Restored) -> None:
+    """The loop as the journal left it: the novelty pool and the near-duplicate index filled in the order tasks
+    entered them, the state of the last checkpoint, then the readmissions taken in since, applied as live."""
+    chain = loop.chain
+    chain.add_instructions(journal.briefs_to_tasks(restored.admitted))
+    if restored.accepted and chain.minhash is not None:
+        wanted = {b["id"] for b in restored.accepted}
+        full = {t.id: t for t in store.tasks() if t.id in wanted}
+        chain.add_examples(full[b["id"]] for b in restored.accepted if b["id"] in full)
+    pool = restored.admitted if loop.loop.machine_pool == "admitted" else restored.accepted
+    machine = journal.briefs_to_tasks(pool)
+    if restored.checkpoint is not None:
+        loop.state = LoopState.from_checkpoint(restored.checkpoint, machine)
+    else:
+        loop.state = LoopState(machine=machine)
+    for ev in restored.since:
+        loop.apply_readmit(ev)
+    loop._committed = loop.state.copy()
+    loop._last_stop = (restored.stop, restored.round) if restored.stop else None

@@ -1,31 +1,43 @@
-"""Overrule a filter: move chosen rejects of a run into its accepted set, on the record.
+"""Overrule a filter: move chosen rejects of a run into its accepted set, on the record, never racing its writer.
 
-Each reject's `record` is appended to tasks.jsonl as a Task with provenance "readmitted" (same id, instances
-kept if it had any), and a `Readmission` (which reject, which stage and reason, who, when) is added to the
-manifest. rejects.jsonl is append-only, so the reject line stays where it is; audit reads the manifest to
-count it as readmitted instead of rejected. The loop rebuilds its pool and indexes from tasks.jsonl on
-resume, so a readmitted task joins the novelty index and the in-context pool with no extra step.
-
-Order matters for a crash: the task line is written (and fsynced) before the manifest is replaced. A crash in
-between leaves a readmitted task the manifest does not list yet; running readmit again for that id finds the
-task already there and only records the manifest entry.
+`readmit` only appends requests to RUN/readmissions.jsonl ({"readmission", "task"} per line, one fsynced write
+under its own lock, so two readmits never interleave). The run's one writer takes them in: a live `generate`
+at its next round, a stopped run at once (readmit itself then takes the run's lock and acts as its writer for
+the moment). Taking in means: a task with instances is appended to tasks.jsonl (provenance "readmitted"); an
+instruction without instances joins the novelty pool and is queued for classification and instances; both
+are journaled (journal.readmit_event) and listed in the manifest. rejects.jsonl is append-only, so the reject
+line stays where it is; audit reads the manifest to count it as readmitted instead of rejected.
 
 All ids are checked before anything is written: one bad id refuses the whole request.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from selfinstruct import journal
 from selfinstruct.audit import directory_kind
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.jsonl import first_error
+from selfinstruct.jsonl import dumps, first_error
 from selfinstruct.schema import Readmission, Reject, Task, utc_now
-from selfinstruct.store import REJECTS, RunStore
+from selfinstruct.store import (
+    MANIFEST,
+    READMISSIONS,
+    REJECTS,
+    RunStore,
+    lock_holder,
+    read_jsonl,
+    read_manifest,
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def default_by() -> str:
@@ -70,10 +82,37 @@ def as_task(reject: Reject, readmission: Readmission) -> Task:
     return task.model_copy(update={"provenance": "readmitted", "meta": meta})
 
 
+def _pending(root: Path) -> dict[str, dict]:
+    """Requests already in readmissions.jsonl, by reject id."""
+    path = root / READMISSIONS
+    out: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue  # a line another readmit is still writing
+                out[obj["readmission"]["reject_id"]] = obj
+    return out
+
+
+def _append(root: Path, lines: list[dict]) -> None:
+    """One write, under the file's own lock, fsynced: concurrent readmits never interleave their lines."""
+    fd = os.open(root / READMISSIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, "".join(dumps(line) + "\n" for line in lines).encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def readmit(
     root: str | Path, ids: Iterable[str], *, by: str | None = None, now: str | None = None
-) -> list[Readmission]:
-    """Readmit the rejects `ids` of the run at `root`; returns the new manifest entries in order."""
+) -> tuple[list[Readmission], int | None]:
+    """Readmit the rejects `ids` of the run at `root`. Returns the new entries, in order, and the pid of the live
+    writer that will take them in (None: taken in now, the run was not being written)."""
     root = Path(root)
     if directory_kind(root) == "filter":
         raise SelfInstructError(
@@ -83,55 +122,71 @@ def readmit(
     wanted = split_ids(ids)
     if not wanted:
         raise SelfInstructError("no reject ids given (pass --ids ID[,ID...])")
+    for rid in wanted:
+        if _CONTROL.search(rid):
+            raise SelfInstructError(f"reject id {rid!r} holds a control character; ids never do")
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise SelfInstructError(
+            f"{root / MANIFEST}: no manifest, so there is nowhere to record a readmission"
+        )
     by = by or default_by()
     now = now or utc_now()
 
-    # Opening the store repairs a torn tail, which any writer of the run must do first.
+    done = {r.reject_id: r for r in manifest.readmitted}
+    pending = _pending(root)
+    rejects = {r.id: r for r in read_jsonl(root / REJECTS, Reject) if r.id in wanted}
+    accepted_ids = {t.id for t in read_jsonl(root / "tasks.jsonl", Task)}
+    lines: list[dict] = []
+    entries: list[Readmission] = []
+    for rid in wanted:
+        if rid not in rejects:
+            raise SelfInstructError(f"{root / REJECTS}: no reject with id {rid!r}")
+        if rid in done:
+            prev = done[rid]
+            raise SelfInstructError(f"reject {rid} was already readmitted by {prev.by} at {prev.time}")
+        if rid in pending:
+            prev = pending[rid]["readmission"]
+            raise SelfInstructError(f"reject {rid} was already readmitted by {prev['by']} at {prev['time']}")
+        rej = rejects[rid]
+        entry = Readmission(reject_id=rid, task_id="", stage=rej.stage, reason=rej.reason, by=by, time=now)
+        task = as_task(rej, entry)
+        if task.id in accepted_ids and "instance" in rej.evidence:
+            # An instance dropped from a task that was accepted with its others: a task of its own.
+            task = task.model_copy(update={"id": f"{task.id}+r{rej.evidence['instance']}"})
+        if task.id in accepted_ids or any(e.task_id == task.id for e in entries):
+            raise SelfInstructError(f"reject {rid}: task {task.id} is already in the accepted set")
+        entry.task_id = task.id
+        entries.append(entry)
+        lines.append({"readmission": entry.model_dump(mode="json"), "task": task.model_dump(mode="json")})
+
+    _append(root, lines)
+    live = lock_holder(root)
+    if live is None:
+        try:
+            take_in_now(root)
+        except SelfInstructError:
+            live = lock_holder(root)  # a writer started in between: it takes them in
+            if live is None:
+                raise
+    return entries, live
+
+
+def take_in_now(root: Path) -> None:
+    """Act as the stopped run's writer for a moment: take in every readmission not yet applied."""
     with RunStore.open(root) as store:
+        restored = journal.restore(store.journal())
+        applied = restored.applied | {e["reject_id"] for ev in restored.since for e in ev["entries"]}
+        new = [r for r in store.readmissions() if r["readmission"]["reject_id"] not in applied]
+        if not new:
+            return
         manifest = store.manifest()
-        if manifest is None:
-            raise SelfInstructError(f"{root}: no manifest.json, so there is nowhere to record a readmission")
-        done = {r.reject_id: r for r in manifest.readmitted}
-        rejects = {r.id: r for r in store.rejects() if r.id in wanted}
-
-        plan: list[tuple[Readmission, Task | None]] = []
-        for rid in wanted:
-            if rid not in rejects:
-                raise SelfInstructError(f"{root / REJECTS}: no reject with id {rid!r}")
-            if rid in done:
-                prev = done[rid]
-                raise SelfInstructError(f"reject {rid} was already readmitted by {prev.by} at {prev.time}")
-            rej = rejects[rid]
-            entry = Readmission(
-                reject_id=rid, task_id="", stage=rej.stage, reason=rej.reason, by=by, time=now
+        event = journal.readmit_event(manifest.rounds if manifest else 0, new)
+        store.append(tasks=[Task.model_validate(t) for t in event["accepted"]])
+        store.log(event, sync=True)
+        if manifest is not None:
+            entries = [*manifest.readmitted, *(Readmission.model_validate(e) for e in event["entries"])]
+            counts = {**manifest.counts, "accepted": store.counts["accepted"], "readmitted": len(entries)}
+            store.write_manifest(
+                manifest.model_copy(update={"readmitted": entries, "counts": counts, "updated": utc_now()})
             )
-            task = as_task(rej, entry)
-            entry.task_id = task.id
-            if task.id in store.task_ids:
-                # The task line of an interrupted readmit of this reject: only the manifest entry is missing.
-                there = next(t for t in store.tasks() if t.id == task.id)  # rare: read only then
-                if (there.meta.get("readmitted") or {}).get("reject_id") == rid:
-                    plan.append((entry, None))
-                    continue
-                raise SelfInstructError(f"reject {rid}: task {task.id} is already in the accepted set")
-            if any(t is not None and t.id == task.id for _, t in plan):
-                raise SelfInstructError(f"reject {rid}: task {task.id} is readmitted twice in this request")
-            plan.append((entry, task))
-
-        store.append(tasks=[t for _, t in plan if t is not None])
-        entries = [e for e, _ in plan]
-        counts = {
-            **manifest.counts,
-            "accepted": store.counts["accepted"],
-            "readmitted": len(manifest.readmitted) + len(entries),
-        }
-        store.write_manifest(
-            manifest.model_copy(
-                update={
-                    "readmitted": [*manifest.readmitted, *entries],
-                    "counts": counts,
-                    "updated": now,
-                }
-            )
-        )
-    return entries

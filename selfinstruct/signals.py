@@ -10,6 +10,7 @@ boundary exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM), a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -59,6 +60,14 @@ def _handler(signum, frame) -> None:
     if _critical:
         _pending = signum
         return
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        # Raised inside an event loop, the exception could be swallowed by a callback's handler or wrapped by
+        # a task group; cancel the loop's tasks instead, and `unwrap_stop` turns the cancellation into Stopped.
+        _pending = signum
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        return
     raise Stopped(signum)
 
 
@@ -78,6 +87,32 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _stop_in(group: BaseExceptionGroup) -> Stopped | None:
+    for e in group.exceptions:
+        if isinstance(e, Stopped):
+            return e
+        if isinstance(e, BaseExceptionGroup) and (found := _stop_in(e)):
+            return found
+    return None
+
+
+@contextmanager
+def unwrap_stop() -> Iterator[None]:
+    """A signal that lands inside an event loop (the HTTP backend's) comes out as the loop's cancellation, or
+    wrapped in an exception group by the task group it interrupted; give it back as the plain `Stopped`."""
+    global _pending
+    try:
+        yield
+    except (asyncio.CancelledError, BaseExceptionGroup) as e:
+        if _pending is not None and not _critical:
+            signum, _pending = _pending, None
+            raise Stopped(signum) from None
+        stop = _stop_in(e) if isinstance(e, BaseExceptionGroup) else None
+        if stop is None:
+            raise
+        raise stop from None
 
 
 def reap_children(timeout: float = 10.0) -> None:

@@ -1,17 +1,23 @@
 """The run directory: the only module that opens run files (STYLE rule 8).
 
-    RUN/tasks.jsonl     accepted tasks, one JSON line each, schema-validated on write
-    RUN/rejects.jsonl   every rejected candidate: stage, reason, evidence, raw text, round
-    RUN/manifest.json   resolved config, versions, prompt hashes, counts, timings, stop reason
+    RUN/tasks.jsonl         accepted tasks, one JSON line each, schema-validated on write
+    RUN/rejects.jsonl       every rejected candidate: stage, reason, evidence, raw text, round
+    RUN/journal.jsonl       every completion as the backend returned it, plus the loop's checkpoints (journal.py)
+    RUN/readmissions.jsonl  requests from `readmit`, appended by it; the run's writer takes them in
+    RUN/manifest.json       resolved config, versions, prompt hashes, counts, timings, stop reason
+    RUN/run.lock            held (flock) by the one process writing the run; holds its pid
 
+One writer: `RunStore.open` takes an exclusive lock on run.lock and refuses, naming the holder's pid, when
+another process has it. Readers (`read_jsonl`) never lock and never write.
 Lines are only ever appended, flushed and fsynced per batch; a line once written is never rewritten. A crash can
-leave at most a torn (newline-less) last line, which `open` repairs: the fragment is cut off, saved to
-`RUN/torn.log` and reported. The manifest is replaced atomically (temp file, fsync, rename), so it always
-holds a complete, consistent document.
+leave at most a torn (newline-less) last line, which the writer repairs on open: a fragment that is not a whole
+JSON record is cut off, saved to `RUN/torn.log` and reported; a whole record that only lacks its newline gets
+it. The manifest is replaced atomically (temp file, fsync, rename), so it always holds a complete document.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections import Counter
@@ -23,7 +29,8 @@ from typing import TextIO, TypeVar
 
 from pydantic import BaseModel
 
-from selfinstruct.errors import InputError
+from selfinstruct import faults
+from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import dumps, iter_json_objects, parse_record
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.stats import Stats
@@ -34,6 +41,11 @@ TASKS = "tasks.jsonl"
 REJECTS = "rejects.jsonl"
 MANIFEST = "manifest.json"
 TORN = "torn.log"
+JOURNAL = "journal.jsonl"
+READMISSIONS = "readmissions.jsonl"
+LOCK = "run.lock"
+# Every file a run directory holds: no command writes its output over one of them.
+RUN_FILES = (TASKS, REJECTS, MANIFEST, TORN, JOURNAL, READMISSIONS, LOCK)
 KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside its rejects.jsonl
 
 
@@ -69,10 +81,22 @@ def repair_torn_tail(path: Path) -> Repair | None:
             keep = 0
         f.seek(keep)
         fragment = f.read()
-        f.truncate(keep)
+        if _whole_record(fragment):  # complete but for its newline (cut between the two): keep it
+            f.write(b"\n")
+        else:
+            f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
+    if _whole_record(fragment):
+        return None
     return Repair(path.name, size - keep, fragment.decode("utf-8", errors="replace"))
+
+
+def _whole_record(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 class JsonlAppender:
@@ -83,7 +107,15 @@ class JsonlAppender:
         self._f = open(path, "a", encoding="utf-8")
 
     def write(self, record: BaseModel | dict) -> None:
-        self._f.write(dumps(record) + "\n")
+        line = dumps(record) + "\n"
+        if faults.hit(f"tear:{self.path.name}"):  # a crash inside this write (kill tests only)
+            self._f.write(line[: len(line) // 2])
+            self._f.flush()
+            faults.die()
+        self._f.write(line)
+
+    def flush(self) -> None:
+        self._f.flush()
 
     def sync(self) -> None:
         self._f.flush()
@@ -104,12 +136,16 @@ class JsonlAppender:
 @contextmanager
 def atomic_file(path: Path) -> Iterator[TextIO]:
     """Write `path` whole or not at all: into a temp file beside it, fsynced, then renamed over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: writers never share it
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -137,10 +173,61 @@ def read_jsonl(path: Path, model: type[M]) -> Iterator[M]:
         yield parse_record(model, obj, path, line)
 
 
+def lock_holder(root: Path) -> int | None:
+    """The pid of the process writing the run at `root`, or None when no one holds its lock."""
+    path = root / LOCK
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _take_lock(root: Path) -> int:
+    """Hold the run's lock for as long as the returned descriptor is open (the OS drops it on any exit,
+    kill -9 included, so a stale lock cannot block a resume)."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise SelfInstructError(
+            f"{root}: another process (pid {text or '?'}) is writing this run; wait for it to finish or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def iter_journal(root: Path) -> Iterator[dict]:
+    """The journal's events in order, read line by line (it can be large); an unfinished last line is left out."""
+    path = Path(root) / JOURNAL
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                return  # a write in flight or torn: the writer repairs it on open
+            try:
+                yield json.loads(line)
+            except ValueError:
+                raise InputError(path, "malformed journal line", line=n) from None
+
+
 @dataclass
 class RunStore:
-    """An open run directory. Keeps the ids already on disk so nothing is written twice, even when a round
-    is replayed after a crash, and the per-reason counts so the manifest always matches the files."""
+    """An open run directory, held by this process alone (run.lock). Keeps the ids already on disk so nothing
+    is written twice when a round is replayed after a crash, and the per-reason counts so the manifest always
+    matches the files."""
 
     root: Path
     task_ids: set[str] = field(default_factory=set)
@@ -149,28 +236,40 @@ class RunStore:
     repairs: list[Repair] = field(default_factory=list)
     _tasks: JsonlAppender | None = None
     _rejects: JsonlAppender | None = None
+    _journal: JsonlAppender | None = None
+    _lock: int | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> RunStore:
-        """Open (creating if needed) a run directory, repairing torn tails and indexing what is there."""
+        """Open (creating if needed) a run directory: take its lock, repair torn tails, index what is there."""
         root = Path(root)
+        if root.is_symlink():
+            raise SelfInstructError(f"{root}: is a symbolic link; give the run directory itself")
         root.mkdir(parents=True, exist_ok=True)
         store = cls(root)
-        for name in (TASKS, REJECTS):
-            rep = repair_torn_tail(root / name)
-            if rep:
-                store.repairs.append(rep)
-                with open(root / TORN, "a", encoding="utf-8") as log:
-                    log.write(
-                        json.dumps({"file": rep.file, "bytes_cut": rep.bytes_cut, "fragment": rep.fragment})
-                        + "\n"
-                    )
-        store.task_ids.update(task.id for task in store.tasks())
-        for rej in store.rejects():
-            store.reject_ids.add(rej.id)
-            store.rejected.reject(rej.reason)
-        store._tasks = JsonlAppender(root / TASKS)
-        store._rejects = JsonlAppender(root / REJECTS)
+        store._lock = _take_lock(root)
+        try:
+            for name in (TASKS, REJECTS, JOURNAL):
+                rep = repair_torn_tail(root / name)
+                if rep:
+                    store.repairs.append(rep)
+                    with open(root / TORN, "a", encoding="utf-8") as log:
+                        log.write(
+                            json.dumps(
+                                {"file": rep.file, "bytes_cut": rep.bytes_cut, "fragment": rep.fragment}
+                            )
+                            + "\n"
+                        )
+            store.task_ids.update(task.id for task in store.tasks())
+            for rej in store.rejects():
+                store.reject_ids.add(rej.id)
+                store.rejected.reject(rej.reason)
+            store._tasks = JsonlAppender(root / TASKS)
+            store._rejects = JsonlAppender(root / REJECTS)
+            store._journal = JsonlAppender(root / JOURNAL)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @property
@@ -188,13 +287,31 @@ class RunStore:
     def rejects(self) -> Iterator[Reject]:
         return read_jsonl(self.root / REJECTS, Reject)
 
+    def journal(self) -> Iterator[dict]:
+        return iter_journal(self.root)
+
+    def readmissions(self) -> Iterator[dict]:
+        """Requests `readmit` appended (see readmit.py), oldest first."""
+        path = self.root / READMISSIONS
+        if path.exists() and path.stat().st_size:
+            for _, obj in iter_json_objects(path, unfinished_tail=True):
+                yield obj
+
     def manifest(self) -> RunManifest | None:
-        if not self.manifest_path.exists():
-            return None
-        try:
-            return RunManifest.model_validate_json(self.manifest_path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise InputError(self.manifest_path, f"not a valid manifest ({str(e).splitlines()[0]})") from None
+        return read_manifest(self.root)
+
+    def log(self, event: dict, *, sync: bool = False) -> None:
+        """Append one journal event; flushed at once (a kill loses nothing the OS has), fsynced on `sync`."""
+        assert self._journal, "RunStore.open() first"
+        self._journal.write(event)
+        if sync:
+            self._journal.sync()
+        else:
+            self._journal.flush()
+
+    def sync_journal(self) -> None:
+        assert self._journal, "RunStore.open() first"
+        self._journal.sync()
 
     def append(self, tasks: Iterable[Task] = (), rejects: Iterable[Reject] = ()) -> tuple[int, int]:
         """Append new records (skipping ids already on disk), then fsync both files.
@@ -212,6 +329,7 @@ class RunStore:
             self.rejected.reject(rej.reason)
             n_rej += 1
         self._rejects.sync()
+        faults.crash_point("after:rejects")
         for task in tasks:
             if task.id in self.task_ids:
                 continue
@@ -219,18 +337,33 @@ class RunStore:
             self.task_ids.add(task.id)
             n_tasks += 1
         self._tasks.sync()
+        faults.crash_point("after:tasks")
         return n_tasks, n_rej
 
     def write_manifest(self, manifest: RunManifest) -> None:
         write_json_atomic(self.manifest_path, manifest)
+        faults.crash_point("after:manifest")
 
     def close(self) -> None:
-        for f in (self._tasks, self._rejects):
+        for f in (self._tasks, self._rejects, self._journal):
             if f:
                 f.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_manifest(root: Path) -> RunManifest | None:
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InputError(path, f"not a valid manifest ({str(e).splitlines()[0]})") from None

@@ -310,7 +310,9 @@ def test_filter_output_directory(tmp_path):
         )
     s = audit(out)
     assert s["kind"] == "filter"
-    assert s["totals"] == {"accepted": 2, "rejected": 2, "readmitted": 0, "records": 4, "acceptance": 0.5}
+    assert s["totals"] == {
+        "accepted": 2, "rejected": 2, "readmitted": 0, "instances_dropped": 0, "records": 4, "acceptance": 0.5
+    }  # fmt: skip
     assert s["rounds"] == [{"round": None, "accepted": 2, "rejected": 2, "readmitted": 0, "acceptance": 0.5}]
     assert s["blockers"] == [{"neighbour_id": kid, "neighbour": "Give a synonym of happy.", "count": 1,
                               "reasons": {"rouge_too_similar": 1}, "max_score": 0.8}]  # fmt: skip
@@ -340,7 +342,7 @@ SCHEMA_KEYS = {
     "": {"schema", "source", "kind", "selection", "totals", "by_stage", "by_reason", "rounds", "blockers",
          "samples", "readmitted", "histograms"},
     "selection": {"stage", "reason", "limit"},
-    "totals": {"accepted", "rejected", "readmitted", "records", "acceptance"},
+    "totals": {"accepted", "rejected", "readmitted", "instances_dropped", "records", "acceptance"},
     "by_stage": {"stage", "count", "share", "readmitted"},
     "by_reason": {"stage", "reason", "count", "share", "readmitted"},
     "rounds": {"round", "accepted", "rejected", "readmitted", "acceptance"},
@@ -550,3 +552,22 @@ def test_html_in_headless_chromium(tmp_path):
         n for (r, g, b), n in colours.items() if abs(r - 0x2F) < 8 and abs(g - 0x7D) < 8 and abs(b - 0x4F) < 8
     )
     assert red > 500 and green > 500  # the reject and acceptance bars were drawn
+
+
+def test_audit_counts_candidates_not_lines(tmp_path):
+    """A record that loses its only instance is two reject lines (the instance, then the task) but one
+    candidate: a 3-line file is 3 records, not 4."""
+    src = tmp_path / "three.jsonl"
+    rows = [
+        {"instruction": "Name the capital of France.", "instances": [{"input": "", "output": "Paris"}]},
+        {"instruction": "Give the boiling point of water in Celsius.", "instances": [{"input": "", "output": ""}]},
+        {"instruction": "Spell the word cat backwards.", "instances": [{"input": "", "output": "tac"}]},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = CliRunner().invoke(app, ["filter", str(src), "--out", str(tmp_path / "f")])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "f" / "rejects.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # the instance and the task, each on record
+    s = audit(tmp_path / "f")
+    assert s["totals"]["records"] == 3
+    assert (s["totals"]["accepted"], s["totals"]["rejected"], s["totals"]["instances_dropped"]) == (2, 1, 1)

@@ -16,7 +16,7 @@ from selfinstruct.cli import app
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.readmit import as_task, readmit, split_ids
 from selfinstruct.schema import Instance, Readmission, Reject, RunManifest, Task
-from selfinstruct.store import JsonlAppender, RunStore
+from selfinstruct.store import JsonlAppender, RunStore, read_jsonl
 
 
 def _candidate(cid: str, text: str, rnd: int, **extra) -> dict:
@@ -67,29 +67,39 @@ def test_round_trip(tmp_path):
         app, ["readmit", str(run), "--ids", "r-rouge", "--ids", "r-flight", "--by", "ana"]
     )
     assert res.exit_code == 0, res.output
-    assert "r-rouge" in res.stdout and "r-flight" in res.stdout
+    assert "r-rouge" in res.stdout and "r-flight" in res.stdout and "taken in" in res.stdout
 
     # append-only: old lines untouched, rejects.jsonl not touched at all
     assert (run / "tasks.jsonl").read_bytes().startswith(before_tasks)
     assert (run / "rejects.jsonl").read_bytes() == before_rejects
-    with RunStore.open(run) as store:
-        tasks = list(store.tasks())
-        manifest = store.manifest()
-    assert [t.id for t in tasks] == ["t-1", "t-2", "t-3"]  # each readmitted task there once, id unchanged
-    t2, t3 = tasks[1], tasks[2]
-    assert t2.provenance == t3.provenance == "readmitted"
-    assert t2.instruction == "List three uses for a paperclip at work." and t2.round == 1
-    assert t3.instances == [Instance(input="Good morning", output="Bonjour")]  # instances kept
-    assert "raw" not in t2.meta and t2.meta["readmitted"]["reject_id"] == "r-rouge"
+    tasks = [Task.model_validate(t) for t in lines(run / "tasks.jsonl")]
+    manifest = RunManifest.model_validate_json((run / "manifest.json").read_text())
+    # t-3 had instances: accepted as it is. t-2 is an instruction alone: it joins the pool and is queued for
+    # classification and instances under its own id, so it is not in tasks.jsonl yet.
+    assert [t.id for t in tasks] == ["t-1", "t-3"]
+    t3 = tasks[1]
+    assert t3.provenance == "readmitted" and t3.instances == [
+        Instance(input="Good morning", output="Bonjour")
+    ]
+    assert "raw" not in t3.meta and t3.meta["readmitted"]["reject_id"] == "r-flight"
+    [event] = [e for e in lines(run / "journal.jsonl") if e["ev"] == "readmit"]
+    assert [q["id"] for q in event["queued"]] == ["t-2+c"] and event["queued"][0]["meta"][
+        "completes"
+    ] == "t-2"
+    assert event["queued"][0]["instruction"] == "List three uses for a paperclip at work."
+    assert [a["id"] for a in event["admitted"]] == ["t-2", "t-3"]
     assert [(r.reject_id, r.task_id, r.stage, r.reason, r.by) for r in manifest.readmitted] == [
         ("r-rouge", "t-2", "rouge", "rouge_too_similar", "ana"),
         ("r-flight", "t-3", "loop", "loop_stopped_in_flight", "ana"),
     ]
     assert all(r.time.endswith("+00:00") for r in manifest.readmitted)
-    assert manifest.counts["accepted"] == 3 and manifest.counts["readmitted"] == 2
+    assert manifest.counts["accepted"] == 2 and manifest.counts["readmitted"] == 2
 
-    s = audit(run)  # shown as readmitted, counted as accepted, not as rejected
-    assert s["totals"] == {"accepted": 3, "rejected": 4, "readmitted": 2, "records": 7, "acceptance": 3 / 7}
+    s = audit(run)  # shown as readmitted, not as rejected
+    assert s["totals"] == {
+        "accepted": 2, "rejected": 4, "readmitted": 2, "instances_dropped": 0, "records": 6,
+        "acceptance": 2 / 6,
+    }  # fmt: skip
     rouge = next(r for r in s["by_reason"] if r["reason"] == "rouge_too_similar")
     assert rouge == {
         "stage": "rouge",
@@ -101,13 +111,11 @@ def test_round_trip(tmp_path):
     assert not any(x["id"] == "r-rouge" for g in s["samples"] for x in g["rejects"])
     assert [r["reject_id"] for r in s["readmitted"]] == ["r-rouge", "r-flight"]
     assert s["readmitted"][0]["instruction"] == "List three uses for a paperclip at work."
-    assert {r["round"]: r["readmitted"] for r in s["rounds"]} == {1: 1, 2: 1}
-    assert s["histograms"]["rouge_max"]["accepted"][15] == 1  # its reject's score (0.78) stands in
 
     again = CliRunner().invoke(app, ["readmit", str(run), "--ids", "r-rouge"])
     assert again.exit_code == 1
     assert "already readmitted by ana" in again.stderr and "Traceback" not in again.output
-    assert len(lines(run / "tasks.jsonl")) == 3
+    assert len(lines(run / "tasks.jsonl")) == 2
 
 
 def test_ids_comma_separated_and_default_user(tmp_path, monkeypatch):
@@ -118,7 +126,7 @@ def test_ids_comma_separated_and_default_user(tmp_path, monkeypatch):
     out = json.loads(res.stdout)
     assert [(e["reject_id"], e["by"]) for e in out["readmitted"]] == [("r-heur", "bo"), ("r-rouge", "bo")]
     monkeypatch.delenv("USER")
-    assert readmit(run, ["r-flight"])[0].by == "unknown"
+    assert readmit(run, ["r-flight"])[0][0].by == "unknown"
     assert split_ids(["a,b", " c ", "a", ","]) == ["a", "b", "c"]
 
 
@@ -157,24 +165,46 @@ def test_refuses_filter_directories_and_runs_without_manifest(tmp_path):
     with RunStore.open(bare) as store:
         store.append([], [Reject(id="b1", stage="rouge", reason="rouge_too_similar",
                                  record=_candidate("t-9", "Name a river.", 1))])  # fmt: skip
-    with pytest.raises(SelfInstructError, match="no manifest.json"):
+    with pytest.raises(SelfInstructError, match="no manifest"):
         readmit(bare, ["b1"])
     assert (bare / "tasks.jsonl").read_text() == ""
 
 
 def test_an_interrupted_readmit_is_completed_not_duplicated(tmp_path):
-    """Fault injection: the task line was written and fsynced, then the process died before the manifest."""
+    """Fault injection: the request reached readmissions.jsonl, then the process died before taking it in.
+    The next writer (here the next readmit) takes it in once."""
     run = build_run(tmp_path / "run")
-    with RunStore.open(run) as store:
-        rej = next(r for r in store.rejects() if r.id == "r-rouge")
-        entry = Readmission(
-            reject_id=rej.id, task_id="", stage=rej.stage, reason=rej.reason, by="ana", time="t0"
-        )
-        store.append([as_task(rej, entry)])
+    from selfinstruct.readmit import _append
+
+    rej = next(r for r in read_jsonl(run / "rejects.jsonl", Reject) if r.id == "r-flight")
+    entry = Readmission(
+        reject_id=rej.id, task_id="t-3", stage=rej.stage, reason=rej.reason, by="ana", time="t0"
+    )
+    _append(run, [{"readmission": entry.model_dump(), "task": as_task(rej, entry).model_dump()}])
     assert audit(run)["totals"]["readmitted"] == 0
-    entries = readmit(run, ["r-rouge"], by="ana")
-    assert [e.task_id for e in entries] == ["t-2"]
-    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-2"]
-    assert audit(run)["totals"]["readmitted"] == 1
-    with pytest.raises(SelfInstructError, match="already readmitted"):
-        readmit(run, ["r-rouge"])
+    with pytest.raises(SelfInstructError, match="already readmitted by ana"):
+        readmit(run, ["r-flight"])
+    readmit(run, ["r-heur"], by="ana")
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
+    assert [
+        r.reject_id for r in RunManifest.model_validate_json((run / "manifest.json").read_text()).readmitted
+    ] == [
+        "r-flight",
+        "r-heur",
+    ]
+    readmit(run, ["r-rouge"], by="ana")
+    assert len([e for e in lines(run / "journal.jsonl") if e["ev"] == "readmit"]) == 2
+
+
+def test_a_wrong_id_leaves_a_newline_less_last_line_alone(tmp_path):
+    """A complete last record without its final newline is a record, not a torn tail: nothing is cut."""
+    run = build_run(tmp_path / "run")
+    text = (run / "tasks.jsonl").read_bytes()
+    (run / "tasks.jsonl").write_bytes(text.rstrip(b"\n"))
+    with pytest.raises(SelfInstructError, match="no reject with id"):
+        readmit(run, ["r-nope"])
+    assert (run / "tasks.jsonl").read_bytes() == text.rstrip(b"\n")
+    assert not (run / "torn.log").exists()
+    readmit(run, ["r-flight"])  # the writer completes the line instead of cutting it
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
+    assert not (run / "torn.log").exists()

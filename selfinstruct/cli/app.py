@@ -20,7 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendo
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.signals import Stopped, reap_children, stop_on_signals
+from selfinstruct.signals import Stopped, reap_children, stop_on_signals, unwrap_stop
 
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -90,7 +90,7 @@ class _Group(TyperGroup):
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
         # unwinds its finally blocks, then no child process (vLLM engine, server) may outlive it.
         try:
-            with stop_on_signals():
+            with stop_on_signals(), unwrap_stop():
                 return super().invoke(ctx)
         except NoArgsIsHelpError:
             raise

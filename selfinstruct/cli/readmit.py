@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from selfinstruct.cli.app import app, console, plain
+from selfinstruct.cli.app import app, console, fail, has_control, plain, print_json
 
 
 @app.command()
@@ -22,21 +20,28 @@ def readmit(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Append the chosen rejects' records to tasks.jsonl and record who readmitted them in the manifest."""
+    """Move the chosen rejects into the accepted set, recorded in the manifest. A run being written takes them in
+    at its next round; a stopped run at once."""
     from selfinstruct.readmit import readmit as do_readmit
 
-    entries = do_readmit(run, ids, by=by)
+    for value in ids:  # no id we write holds one; such an id could only come from a crafted file
+        if has_control(value):
+            fail(f"--ids: {value!r} holds a control character; no reject id does")
+    entries, live = do_readmit(run, ids, by=by)
     if as_json:
-        print(
-            json.dumps({"run": str(run), "readmitted": [e.model_dump() for e in entries]}, ensure_ascii=False)
-        )
+        print_json({"run": str(run), "readmitted": [e.model_dump() for e in entries], "live_writer": live})
         return
     table = Table(title=plain(f"readmitted into {run}", None), title_justify="left")
     for col in ("reject", "task", "stage / reason", "by", "time"):
         table.add_column(col)
     for e in entries:
         table.add_row(
-            Text(e.reject_id), Text(e.task_id), Text(f"{e.stage} / {e.reason}"), Text(e.by), Text(e.time)
+            plain(e.reject_id), plain(e.task_id), plain(f"{e.stage} / {e.reason}"), plain(e.by), plain(e.time)
         )
     console.print(table)
-    console.print("the loop adds them to its pool and indexes when this run is resumed")
+    if live:
+        console.print(f"the run is being written (pid {live}): it takes them in at its next round")
+    else:
+        console.print(
+            "taken in: tasks with instances are accepted; instructions without are queued for the next `generate`"
+        )
