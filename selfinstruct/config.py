@@ -61,6 +61,16 @@ class LoopConfig(_Section):
     )
     max_instances: int = Field(3, ge=1, description="Most instances kept per task.")
     alpaca_in_context: int = Field(3, ge=1, description="Seed examples shown per Alpaca request.")
+    machine_pool: Literal["admitted", "accepted"] = Field(
+        "accepted",
+        description="Where in-context machine tasks are drawn from. admitted: every instruction that passed the "
+        "novelty filter (Self-Instruct's code does this); accepted: only tasks whose instances passed too.",
+    )
+    classify_unclear: Literal["ask_again", "no", "yes"] = Field(
+        "ask_again",
+        description="What a yes/no answer that reads as neither means. ask_again: ask once more with greedy "
+        "decoding, then 'no'; no / yes: take it as that at once. Unclear answers are counted and kept in meta.",
+    )
 
     @model_validator(mode="after")
     def _some_context(self) -> LoopConfig:
@@ -138,6 +148,8 @@ DATA_FIELDS = (
     "loop.instance_shots",
     "loop.max_instances",
     "loop.alpaca_in_context",
+    "loop.machine_pool",
+    "loop.classify_unclear",
     "sampling",
     "filters",
 )
