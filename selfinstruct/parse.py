@@ -20,7 +20,7 @@ Layouts understood, with examples: docs/parsing.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from selfinstruct.schema import Instance
@@ -323,16 +323,20 @@ class _Record:
     dupes: list[str] = field(default_factory=list)
     fence: str | None = None  # a fence opened in a value and never closed
     end: int = 0
+    lead: bool = False  # unlabelled text came right before the record's first label
+    clash: str = ""  # a competing answer label ("Output:" in a Label/Input example)
 
 
-def _records(text: str, names: dict[str, str], first: str) -> list[_Record]:
+def _records(text: str, names: dict[str, str], first: str, clash: frozenset = frozenset()) -> list[_Record]:
     """Split text into records: an "Example N" header or the label of `first` starts a new one; a value runs
-    until the next label of the layout. Labels inside a code fence opened in a value are content."""
+    until the next label of the layout. Labels inside a code fence opened in a value are content; a label
+    named in `clash` (another answer label) is content too, but marks the record ambiguous."""
     recs: list[_Record] = []
     cur: _Record | None = None
     value: list | None = None  # [start, end, wrap] of the value being read
     in_value_fence: str | None = None
     wrapper: str | None = None
+    pending = False  # unlabelled text outside any value since the last label or header
     for s, e in _lines(text):
         line = text[s:e]
         if in_value_fence:
@@ -351,7 +355,7 @@ def _records(text: str, names: dict[str, str], first: str) -> list[_Record]:
             continue
         hdr = _HEADER.match(line)
         if hdr and not line[hdr.end() :].strip():
-            cur, value = _Record(s, end=e), None
+            cur, value, pending = _Record(s, end=e), None, False
             recs.append(cur)
             continue
         at = hdr.end() if hdr else 0  # "Example 2: Input: ..." is a header and a label on one line
@@ -359,12 +363,17 @@ def _records(text: str, names: dict[str, str], first: str) -> list[_Record]:
         if lab is None:
             if value is not None:
                 value[1] = e
+                if cur is not None and not cur.clash and (m := _LABEL.match(line)):
+                    cur.clash = m.group("name").strip() if m.group("name").strip().lower() in clash else ""
+            pending = pending or (value is None and bool(line.strip()))
             continue
         fld, pos, wrap = lab
         pos += at
         if cur is None or (fld == first and cur.fields) or at:
             cur = _Record(s)
             recs.append(cur)
+        if not cur.fields:
+            cur.lead, pending = pending, False
         if fld in cur.fields:
             cur.dupes.append(fld)
         value = cur.fields.setdefault(fld, [s + pos, e, wrap])
@@ -378,6 +387,9 @@ def _records(text: str, names: dict[str, str], first: str) -> list[_Record]:
     for i, r in enumerate(recs):
         r.end = recs[i + 1].start if i + 1 < len(recs) else len(text)
     return recs
+
+
+_ANSWERS = frozenset({"output", "label", "class label", "class"})  # names that each mean "the answer"
 
 
 def _label_names(text: str) -> list[str]:
@@ -407,6 +419,8 @@ def _fields(text: str, rec: _Record, need: tuple[str, ...], shown: dict[str, str
     """Values of a record, or a problem string when the record does not read unambiguously."""
     if rec.dupes:
         return f"{shown[rec.dupes[0]]} appears twice in one example"
+    if rec.clash:
+        return f"a second answer label, {rec.clash}:, beside {shown['output']}:"
     if rec.fence:
         return "a code fence opened in a value is never closed"
     missing = [shown[f] for f in need if f not in rec.fields]
@@ -417,6 +431,14 @@ def _fields(text: str, rec: _Record, need: tuple[str, ...], shown: dict[str, str
     out = {f: _value(text, s, e, w) for f, (s, e, w) in rec.fields.items()}
     empty = [shown[f] for f in need if not out[f]]
     return f"empty {empty[0]}" if empty else out
+
+
+def _skip(text: str, rec: _Record, problem: str, last: bool, unparsed: list[Unparsed]) -> None:
+    """Report a record that gave nothing; a bare "Example N" header (nothing under it) is not worth a line."""
+    if rec.fields or text[rec.start : rec.end].strip().partition("\n")[2].strip():
+        unparsed.append(
+            Unparsed(text[rec.start : rec.end].strip(), problem + (" (cut by max_tokens)" if last else ""))
+        )
 
 
 def read_instances(text: str, *, output_first: bool, truncated: bool = False) -> Reading[Instance]:
@@ -440,24 +462,24 @@ def read_instances(text: str, *, output_first: bool, truncated: bool = False) ->
     first = next((names[n] for n in seen if n in names), "output" if output_first else "input")
     layout = f"{shown[first]}/{shown['input' if first == 'output' else 'output']}"
     expected = f"{'Label:/Input:' if output_first else 'Input:/Output:'} examples"
-    recs = _records(text, names, first)
+    recs = _records(text, names, first, _ANSWERS - {ans})
     out: list[Instance] = []
     unparsed: list[Unparsed] = []
     for i, rec in enumerate(recs):
         last = truncated and i == len(recs) - 1
         need = ("output",)
-        if output_first and first == "output" and "input" not in rec.fields and "output" in rec.fields:
+        self_instruct = output_first and first == "output" and ans in ("label", "class label", "class")
+        if self_instruct and "input" not in rec.fields and "output" in rec.fields:
             rec = _self_instruct_split(text, rec)
         if output_first:
             need = ("output", "input")
         got = _fields(text, rec, need, shown)
         if isinstance(got, str):
-            if (not last or rec.fields) and (rec.fields or text[rec.start : rec.end].count("\n") > 1):
-                unparsed.append(
-                    Unparsed(
-                        text[rec.start : rec.end].strip(), got + (" (cut by max_tokens)" if last else "")
-                    )
-                )
+            _skip(text, rec, got, last, unparsed)
+            continue
+        if "input" not in got and rec.lead:
+            problem = f"text before {shown['output']} and no Input label"
+            unparsed.append(Unparsed(text[rec.start : rec.end].strip(), problem))
             continue
         if output_first and first == "output" and "\n" in got["output"]:
             unparsed.append(
@@ -479,7 +501,7 @@ def _self_instruct_split(text: str, rec: _Record) -> _Record:
     fields = {"output": [s, nl, wrap]}
     if text[nl:e].strip():
         fields["input"] = [nl + 1, e, None]
-    return _Record(rec.start, fields, rec.dupes, rec.fence, rec.end)
+    return replace(rec, fields=fields)
 
 
 def read_examples(text: str, *, truncated: bool = False) -> Reading[tuple[str, Instance]]:
@@ -498,12 +520,7 @@ def read_examples(text: str, *, truncated: bool = False) -> Reading[tuple[str, I
         if not isinstance(got, str) and sorted(order, key=lambda f: rec.fields[f][0]) != order:
             got = f"fields out of order: {', '.join(shown[f] for f in sorted(order, key=lambda f: rec.fields[f][0]))}"
         if isinstance(got, str):
-            if (not last or rec.fields) and (rec.fields or text[rec.start : rec.end].count("\n") > 1):
-                unparsed.append(
-                    Unparsed(
-                        text[rec.start : rec.end].strip(), got + (" (cut by max_tokens)" if last else "")
-                    )
-                )
+            _skip(text, rec, got, last, unparsed)
             continue
         meta = {"finish_reason": "length"} if last else {}
         inst = Instance(input=_input(got.get("input", "")), output=got["output"], meta=meta)

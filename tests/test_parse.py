@@ -255,6 +255,20 @@ def test_output_first_layouts(text, expected, layout):
         ("Input: a\nOutput: ```\nb", False, "a code fence opened in a value is never closed"),
         ("Label: positive", True, "no Input after Label"),
         ("Label: positive\nbecause it is nice\nInput: great", True, "text between Label and Input"),
+        # unlabelled text before an output-only example may be its input: not guessed either way
+        (
+            '"A steel bottle, 750 ml"\n\nOutput: Meet your new bottle.',
+            False,
+            "text before Output and no Input label",
+        ),
+        # two answers in one example
+        (
+            "Label: moral\nInput: A car story.\nOutput: Invalid",
+            True,
+            "a second answer label, Output:, beside Label:",
+        ),
+        # the Self-Instruct split (label line, then the input) is for label layouts, not for "Output:"
+        ("Output: present\nExplanation: the verb is in the present.", True, "no Input after Output"),
     ],
 )
 def test_ambiguous_blocks_are_unparsed_with_their_problem(text, output_first, problem):
