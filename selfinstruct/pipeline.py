@@ -7,23 +7,26 @@
     RUN/eval/            base vs student report and answers
     RUN/pipeline.json    which stages finished, what they produced, how long they took
 
-A stage recorded as finished is skipped on rerun; an interrupted one resumes (generation and training resume
-natively, the others are cheap and start over into fresh files). pipeline.json is replaced atomically after
-every stage, so it never claims a stage that did not finish.
+A stage recorded as finished is skipped on rerun, unless the recipe settings it depends on changed (each
+stage records a fingerprint of them) or a stage before it ran again; an interrupted one resumes (generation
+and training resume natively, the others are cheap and start over into their own files). A grown budget
+(`loop.target`, `max_rounds`, `max_requests`) continues generation; changed data settings need `force`, as
+for `generate`. Tasks a person readmitted pass the final filter unchecked. pipeline.json is replaced
+atomically after every stage, so it never claims a stage that did not finish.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.config import Recipe
+from selfinstruct.config import Recipe, data_view
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.store import write_json_atomic
+from selfinstruct.schema import sha256, stable_json
+from selfinstruct.store import KEPT, REJECTS, write_json_atomic
 
 STAGES = ("generate", "filter", "export", "train", "eval")
 STATE = "pipeline.json"
@@ -39,12 +42,29 @@ def _load_state(root: Path) -> dict[str, Any]:
         raise SelfInstructError(f"{path}: not valid JSON ({e.msg}); delete it to rerun every stage") from None
 
 
-def _generate(recipe: Recipe, root: Path, note) -> dict:
+def fingerprints(recipe: Recipe) -> dict[str, str]:
+    """Per stage, a hash of the recipe settings it depends on: a changed one makes the stage run again."""
+    r = recipe.model_dump(mode="json")
+    parts = {
+        "generate": {
+            **data_view(r),
+            "budget": {k: r["loop"][k] for k in ("target", "max_rounds", "max_requests")},
+        },
+        "filter": r["filters"],
+        "export": {},
+        "train": r["sft"],
+        "eval": {"eval": r["eval"], "backend": r["backend"]},
+    }
+    return {name: sha256(stable_json(part))[:16] for name, part in parts.items()}
+
+
+def _generate(recipe: Recipe, root: Path, note, force: bool = False) -> dict:
     from selfinstruct.generate import generate
 
     m = generate(
         recipe,
         root,
+        force=force,
         on_note=note,
         on_round=lambda r: note(
             f"round {r.round}: accepted {r.accepted_total}/{r.target}, "
@@ -67,8 +87,14 @@ def _filter(recipe: Recipe, root: Path, note) -> dict:
     from selfinstruct.filters.dataset import filter_file
 
     out = root / "filter"
-    shutil.rmtree(out, ignore_errors=True)  # an interrupted pass starts over: it takes seconds
-    res = filter_file(root / "tasks.jsonl", out, recipe.filters)
+    for name in (KEPT, REJECTS):  # our own outputs only; anything else in the folder is left alone
+        (out / name).unlink(missing_ok=True)
+    res = filter_file(
+        root / "tasks.jsonl",
+        out,
+        recipe.filters,
+        trusted=lambda record: record.get("provenance") == "readmitted",  # a person's word stands
+    )
     return {"kept": res.kept, "rejected": res.rejected, "out": str(out)}
 
 
@@ -120,6 +146,7 @@ def run(
     root: str | Path,
     *,
     stages: tuple[str, ...] = STAGES,
+    force: bool = False,
     note: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
     """Run the stages in order, skipping finished ones. Returns pipeline.json's content plus `skipped`."""
@@ -130,17 +157,30 @@ def run(
     root.mkdir(parents=True, exist_ok=True)
     state = _load_state(root)
     skipped = []
+    prints = fingerprints(recipe)
+    upstream_ran = False
     for name in STAGES:
         if name not in stages:
             continue
         done = state["stages"].get(name, {})
-        if done.get("finished"):
+        same = done.get("fingerprint") == prints[name]
+        if done.get("finished") and same and not upstream_ran:
             note(f"{name}: finished earlier, skipped")
             skipped.append(name)
             continue
-        note(f"{name}: starting")
+        why = "starting" if not done.get("finished") else "settings changed" if not same else "input changed"
+        note(f"{name}: {why}")
         t0 = time.perf_counter()
-        result = RUNNERS[name](recipe, root, note)
-        state["stages"][name] = {"finished": True, "seconds": round(time.perf_counter() - t0, 1), **result}
+        if name == "generate":
+            result = _generate(recipe, root, note, force=force)
+        else:
+            result = RUNNERS[name](recipe, root, note)
+        upstream_ran = True
+        state["stages"][name] = {
+            "finished": True,
+            "fingerprint": prints[name],
+            "seconds": round(time.perf_counter() - t0, 1),
+            **result,
+        }
         write_json_atomic(root / STATE, state)
     return {**state, "skipped": skipped}

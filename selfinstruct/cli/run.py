@@ -26,9 +26,13 @@ def run(
     num_instructions: int = typer.Option(
         None, "--num-instructions", "-n", help="Target number of accepted tasks."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Continue generation even though data-changing settings differ."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print pipeline.json as one JSON object."),
 ) -> None:
-    """Generate, filter, export, train and evaluate; finished stages are skipped on rerun."""
+    """Generate, filter, export, train and evaluate; finished stages are skipped on rerun unless their
+    settings changed."""
     from selfinstruct.cli.generate import print_settings
     from selfinstruct.config import load_recipe
     from selfinstruct.pipeline import run as run_pipeline
@@ -41,6 +45,7 @@ def run(
         recipe,
         out,
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        force=force,
         note=lambda m: err_console.print(plain(m, None, "dim")),
     )
     if as_json:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.filters.chain import FilterChain
@@ -65,7 +66,10 @@ def filter_file(
     *,
     skip_bad_lines: bool = False,
     progress: Callable[[int], None] | None = None,
+    judge: Any = None,
+    trusted: Callable[[dict], bool] | None = None,
 ) -> FilterSummary:
+    """Filter `path` into `out`; with IFD or rating on, kept records wait for the whole set to be scored."""
     out = Path(out)
     for name in (KEPT, REJECTS):
         if (out / name).exists() and (out / name).stat().st_size:
@@ -74,7 +78,9 @@ def filter_file(
     fresh = [out / name for name in (KEPT, REJECTS) if not (out / name).exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        return _filter_into(path, out, config, skip_bad_lines=skip_bad_lines, progress=progress)
+        return _filter_into(
+            path, out, config, skip_bad_lines=skip_bad_lines, progress=progress, judge=judge, trusted=trusted
+        )
     except InputError:  # bad input leaves nothing behind (issue 11): no half-written outputs to clean up
         for file in fresh:
             file.unlink(missing_ok=True)
@@ -90,18 +96,41 @@ def _filter_into(
     *,
     skip_bad_lines: bool,
     progress: Callable[[int], None] | None,
+    judge: Any = None,
+    trusted: Callable[[dict], bool] | None = None,
 ) -> FilterSummary:
     chain = FilterChain(config)
     counts = chain.stats.counts
+    scoring = chain.config.ifd is not None or chain.config.rating is not None
+    held: list[tuple[dict, list[int], Task]] = []  # chain-kept records waiting for IFD / rating
     bad: list[InputError] | None = [] if skip_bad_lines else None
     with JsonlAppender(out / KEPT) as kept_f, JsonlAppender(out / REJECTS) as rej_f:
 
         def flush(chunk: list[tuple[int, dict, Task]]) -> None:
+            if trusted is not None:  # kept unchecked (a person readmitted them), but pooled in input order
+                for part, keep in _runs(chunk, lambda item: trusted(item[1])):
+                    if keep:
+                        chain.add([t for _, _, t in part])
+                        chain.stats.count("total", len(part))
+                        chain.stats.count("kept", len(part))
+                        for _, original, _ in part:
+                            kept_f.write(original)
+                    else:
+                        check(part)
+            else:
+                check(chunk)
+            finish_chunk()
+
+        def check(chunk: list[tuple[int, dict, Task]]) -> None:
             for (_, original, _), v in zip(chunk, chain.run([t for _, _, t in chunk]), strict=True):
-                if v.kept:
+                if v.kept and scoring:
+                    held.append((original, v.kept_instances, v.task))
+                elif v.kept:
                     kept_f.write(_kept_record(original, v.kept_instances))
                 for r in v.rejects:
                     rej_f.write(_with_original(r, original))
+
+        def finish_chunk() -> None:
             for e in bad or []:
                 # Counted apart from `rejected`: a malformed line never reached the chain (`total`).
                 chain.stats.count("rejected_malformed")
@@ -120,7 +149,43 @@ def _filter_into(
                 flush(chunk)
                 chunk = []
         flush(chunk)
+        if scoring:
+            _score_held(held, chain, judge, kept_f, rej_f)
     return FilterSummary.from_stats(chain.stats)
+
+
+def _score_held(
+    held: list, chain: FilterChain, judge: Any, kept_f: JsonlAppender, rej_f: JsonlAppender
+) -> None:
+    from selfinstruct.filters.scoring import score_and_select
+
+    # Ids can repeat in a user's file; positions keep every record apart.
+    tasks = [t.model_copy(update={"id": f"{i}:{t.id}"}) for i, (_, _, t) in enumerate(held)]
+    kept, rejects = score_and_select(tasks, chain.config, judge=judge, stats=chain.stats)
+    chain.stats.counts["kept"] -= len(rejects)
+    by_pos = {int(t.id.split(":", 1)[0]): t for t in kept}
+    for pos, (original, kept_instances, _) in enumerate(held):
+        if pos in by_pos:
+            kept_f.write(_kept_record(original, kept_instances))
+    for r in rejects:
+        pos, task_id = r.record["id"].split(":", 1)
+        original = held[int(pos)][0]
+        r = r.model_copy(update={"record": {**r.record, "id": task_id}})
+        rej_f.write(_with_original(r, original))
+    kept_f.sync()
+    rej_f.sync()
+
+
+def _runs(items: list, key: Callable) -> list[tuple[list, bool]]:
+    """Consecutive runs of items with the same key, in order."""
+    out: list[tuple[list, bool]] = []
+    for item in items:
+        k = bool(key(item))
+        if out and out[-1][1] == k:
+            out[-1][0].append(item)
+        else:
+            out.append(([item], k))
+    return out
 
 
 def _kept_record(original: dict, kept_instances: list[int]) -> dict:

@@ -1,0 +1,97 @@
+"""`selfinstruct run`'s rules on a scripted model over the real HTTP backend (no engine): a finished stage is
+skipped only while its settings are unchanged, a grown budget continues generation, data-changing settings need
+--force, readmitted tasks survive the final filter, and no user file is deleted.
+
+Run: .venv/bin/pytest -q tests/test_pipeline_rules.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from scripted import ScriptedServer
+from typer.testing import CliRunner
+
+from selfinstruct.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = "generate,filter,export"
+
+
+@pytest.fixture
+def server():
+    s = ScriptedServer()
+    yield s
+    s.close()
+
+
+def recipe(tmp: Path, url: str, **loop) -> Path:
+    data = {
+        "name": "rules",
+        "seeds": str(ROOT / "seeds"),
+        "backend": {"kind": "openai", "base_urls": [url], "model": "scripted", "max_retries": 0},
+        "loop": {"prompt_style": "chat", "target": 12, "round_size": 8, "max_rounds": 40, "seed": 5, **loop},
+    }
+    path = tmp / "rules.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(path: Path, out: Path, *extra: str) -> tuple[int, dict | str]:
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--stages", STAGES, "--json", *extra])
+    if res.exit_code:
+        return res.exit_code, res.output
+    return 0, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_skips_only_unchanged_stages_and_continues_a_grown_budget(tmp_path, server):
+    out = tmp_path / "run"
+    code, state = run(recipe(tmp_path, server.url), out)
+    assert code == 0, state
+    first = state["stages"]["generate"]["accepted"]
+    assert first >= 12 and state["stages"]["export"]["rows"] >= 12
+
+    code, state = run(recipe(tmp_path, server.url), out)
+    assert state["skipped"] == ["generate", "filter", "export"]
+
+    code, state = run(recipe(tmp_path, server.url, target=30), out)  # the budget grew: generation goes on
+    assert code == 0, state
+    assert state["skipped"] == []
+    assert state["stages"]["generate"]["accepted"] >= 30 > first
+    assert state["stages"]["export"]["rows"] >= 30
+
+    path = recipe(tmp_path, server.url, target=30)
+    data = yaml.safe_load(path.read_text())
+    data["filters"] = {"rouge": {"threshold": 0.6}}
+    path.write_text(yaml.safe_dump(data))
+    code, output = run(path, out)
+    assert code == 1 and "filters.rouge.threshold: 0.7 -> 0.6" in output and "--force" in output
+    code, state = run(path, out, "--force")
+    assert code == 0, state
+    assert state["skipped"] == []
+
+
+def test_readmitted_tasks_survive_the_final_filter_and_user_files_stay(tmp_path, server):
+    out = tmp_path / "run"
+    code, state = run(recipe(tmp_path, server.url), out)
+    assert code == 0, state
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    chosen = next(r for r in rejects if r["reason"] == "rouge_too_similar")
+    res = CliRunner().invoke(app, ["readmit", str(out), "--ids", chosen["id"]])
+    assert res.exit_code == 0, res.output
+    (out / "filter" / "notes.txt").write_text("mine")
+
+    # One more task wanted: the queued readmission is classified, given instances and accepted.
+    code, state = run(recipe(tmp_path, server.url, target=state["stages"]["generate"]["accepted"] + 1), out)
+    assert code == 0, state
+    tasks = [json.loads(x) for x in (out / "tasks.jsonl").read_text().splitlines()]
+    readmitted = [t for t in tasks if t["provenance"] == "readmitted"]
+    assert [t["meta"]["completes"] for t in readmitted] == [chosen["record"]["id"]]
+    kept = [json.loads(x) for x in (out / "filter" / "kept.jsonl").read_text().splitlines()]
+    assert readmitted[0]["id"] in {k["id"] for k in kept}  # not re-rejected by the final pass
+    filter_rejects = (out / "filter" / "rejects.jsonl").read_text()
+    assert readmitted[0]["id"] not in filter_rejects
+    assert (out / "filter" / "notes.txt").read_text() == "mine"
