@@ -326,6 +326,24 @@ def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, in
         )
 
 
+def read_json(path: str | Path, what: str = "JSON file", limit: int = 64 * 2**20) -> Any:
+    """One JSON document (a manifest, pipeline.json, sft.json) by the same rules as records: read once and
+    bounded, strict, and any error one InputError naming the file and line."""
+    path = Path(path)
+    text = decode(path, read_bounded(path, limit, what))
+    if (deep := _too_deep(text)) is not None:
+        raise InputError(path, _DEEP, line=text.count("\n", 0, deep) + 1)
+    start = _WS.match(text).end()
+    if start == len(text):
+        raise InputError(path, "file is empty", line=1)
+    value, end = _decode_value(path, text, start, text.count("\n", 0, start) + 1)
+    if _WS.match(text, end).end() != len(text):
+        raise InputError(
+            path, "malformed JSON (extra data after the document)", line=text.count("\n", 0, end) + 1
+        )
+    return value
+
+
 def parse_record(model: type[M], obj: dict, path: str | Path, line: int) -> M:
     try:
         return model.model_validate(obj)

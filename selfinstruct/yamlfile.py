@@ -22,6 +22,7 @@ from selfinstruct.jsonl import decode, read_bounded
 
 MAX_BYTES = 2**20  # our recipes are about 2 KB
 MAX_VALUES = 10_000  # values after expanding aliases; a full recipe has about 120
+MAX_DEPTH = 64  # a recipe nests 4 levels; what reads it later (flatten, json.dumps) recurses per level
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -67,7 +68,11 @@ class _Walk:
         self.sizes: dict[int, int] = {}
         self.open: set[int] = set()
 
-    def size(self, node: Node, at: str) -> int:
+    def size(self, node: Node, at: str, depth: int = 1) -> int:
+        if depth > MAX_DEPTH:
+            raise InputError(
+                self.path, f"nested deeper than {MAX_DEPTH} levels (the nesting limit)", line=_line(node)
+            )
         key = id(node)
         if key in self.sizes:
             return self.sizes[key]
@@ -77,7 +82,7 @@ class _Walk:
         n = 1
         if isinstance(node, SequenceNode):
             for i, child in enumerate(node.value):
-                n += self.size(child, f"{at}[{i}]")
+                n += self.size(child, f"{at}[{i}]", depth + 1)
         elif isinstance(node, MappingNode):
             seen: dict[str, int] = {}
             for k, v in node.value:
@@ -92,7 +97,8 @@ class _Walk:
                         )
                     seen[name] = _line(k)
                     self.lines.setdefault(f"{at}.{name}".lstrip("."), _line(k))
-                n += self.size(k, at) + self.size(v, f"{at}.{name}".lstrip(".") if name else at)
+                value_at = f"{at}.{name}".lstrip(".") if name else at
+                n += self.size(k, at, depth + 1) + self.size(v, value_at, depth + 1)
         self.open.discard(key)
         if n > MAX_VALUES:
             raise InputError(

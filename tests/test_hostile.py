@@ -136,6 +136,7 @@ CASES = [
     Case("recipe_alias_bomb", ["generate", "{d}/r.yaml"], {"r.yaml": _bomb()}, "alias bomb"),
     Case("recipe_recursive_alias", ["generate", "{d}/r.yaml"], {"r.yaml": "name: x\nloop: &l\n  seed: *l\n"}, "{d}/r.yaml:2: an alias refers to itself"),
     Case("recipe_deep", ["generate", "{d}/r.yaml"], {"r.yaml": "[" * DEEP}, "{d}/r.yaml: malformed YAML (nested too deeply)"),
+    Case("recipe_nested_100", ["generate", "{d}/r.yaml"], {"r.yaml": "name: x\nbackend:\n  engine_kwargs:\n    a: " + "[" * 100 + "]" * 100 + "\n"}, "{d}/r.yaml:4: nested deeper than 64 levels"),
     Case("recipe_huge_int", ["generate", "{d}/r.yaml"], {"r.yaml": "loop:\n  target: " + "9" * 5000 + "\n"}, "{d}/r.yaml:2: malformed YAML (cannot read this value"),
     Case("recipe_python_tag", ["generate", "{d}/r.yaml"], {"r.yaml": 'x: !!python/object/apply:os.system ["true"]\n'}, "{d}/r.yaml:1: malformed YAML"),
     Case("recipe_malformed", ["generate", "{d}/r.yaml"], {"r.yaml": "name: x\nloop: [1, 2\n"}, "{d}/r.yaml:3: malformed YAML"),
@@ -321,3 +322,27 @@ def test_escape_sequences_in_rejects_never_reach_the_terminal(case_dir):
     assert res.exit_code == 0 and "\ufffd[2J" in res.stdout, res.output
     res = runner.invoke(app, ["audit", str(run), "--json"])
     assert "\\u001b[2J\\u009b2J" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ('{"a": 1,\n "a": 2}', ":1: a: duplicate key"),
+        ('{"a": NaN}', ":1: NaN is not JSON"),
+        ('{"a": 1}\nmore', ":1: malformed JSON (extra data"),
+        ("[1,\n2", ":2: malformed JSON"),
+        ("[" * DEEP, ":1: nested deeper"),
+        (" \n", ":1: file is empty"),
+    ],
+)
+def test_read_json_is_as_strict_as_records(tmp_path, text, expect):
+    from selfinstruct.errors import InputError
+    from selfinstruct.jsonl import read_json
+
+    path = tmp_path / "m.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_json(path)
+    assert str(info.value).startswith(str(path) + expect)
+    path.write_text('{"ok": [1, 2.5, "\\u00e9"]}')
+    assert read_json(path) == {"ok": [1, 2.5, "é"]}
