@@ -75,6 +75,51 @@ def realistic_instructions(
     return grow(by, n, seed)
 
 
+def near_duplicates(
+    n: int = 7_700, seed: int = 0, records: list[tuple[int, dict]] | None = None
+) -> list[str]:
+    """A stream where most candidates are near-copies of each other, as a small model repeats itself, shaped
+    like the corpus of issue 12 (7.7K instructions sharing a long prefix, a few dozen distinct).
+
+    Twelve templates of at least 60 words are made by joining random real instructions. Each text is:
+      - 50%: a template followed by the first 2 to 8 words of a random real instruction (a long shared
+        prefix, a short new tail);
+      - 30%: an earlier text of the stream with one to three words replaced, inserted or deleted;
+      - 19.5%: an exact repeat of an earlier text;
+      - 0.5%: a random real instruction as it is.
+    """
+    rng = random.Random(seed)
+    real = [r["instruction"] for _, r in (records or external_records())]
+    templates = []
+    for _ in range(12):
+        words: list[str] = []
+        while len(words) < 60:
+            words += rng.choice(real).split()
+        templates.append(words)
+    vocab = sorted({w for t in real[:3000] for w in t.split()})
+    out: list[str] = []
+    while len(out) < n:
+        u = rng.random()
+        if u < 0.5 or not out:
+            out.append(" ".join(rng.choice(templates) + rng.choice(real).split()[: rng.randint(2, 8)]))
+        elif u < 0.8:
+            ws = rng.choice(out).split()
+            for _ in range(rng.randint(1, 3)):
+                op, at = rng.random(), rng.randrange(len(ws))
+                if op < 0.4:
+                    ws[at] = rng.choice(vocab)
+                elif op < 0.7 or len(ws) < 3:
+                    ws.insert(at, rng.choice(vocab))
+                else:
+                    del ws[at]
+            out.append(" ".join(ws))
+        elif u < 0.995:
+            out.append(rng.choice(out))
+        else:
+            out.append(rng.choice(real))
+    return out
+
+
 def realistic_examples(n: int = 50_000, seed: int = 0) -> list[str]:
     """Whole examples (instruction, input, output on separate lines), grown the same way."""
     by: dict[int, list[str]] = {}
@@ -114,6 +159,29 @@ def reference(texts: list[str], threshold: float = 0.7) -> tuple[list[int], int]
         scores = [rouge_scorer._score_lcs(tokens, other).fmeasure for other in kept_tokens]
         pairs += len(scores)
         if max(scores, default=0.0) <= threshold:
+            kept.append(i)
+            kept_tokens.append(tokens)
+    return kept, pairs
+
+
+def unpruned(texts: list[str], threshold: float = 0.7) -> tuple[list[int], int]:
+    """The plain exact check issue 12 measures against: tokenize each text once, then an exact LCS
+    (`rapidfuzz.distance.LCSseq` on the token lists) against every kept text, stopping at the first reject.
+    No bounds, no index; it costs (texts x kept) pairs and nothing for the rejects' own similarity."""
+    from rapidfuzz.distance import LCSseq
+
+    from selfinstruct.filters.rouge import fmeasure, tokenize
+
+    kept, kept_tokens, pairs = [], [], 0
+    lcs = LCSseq.similarity
+    for i, text in enumerate(texts):
+        tokens = tokenize(text)
+        n = len(tokens)
+        for other in kept_tokens:
+            pairs += 1
+            if fmeasure(lcs(tokens, other), n, len(other)) > threshold:
+                break
+        else:
             kept.append(i)
             kept_tokens.append(tokens)
     return kept, pairs

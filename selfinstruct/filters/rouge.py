@@ -1,4 +1,4 @@
-"""ROUGE-L novelty index: rouge-score's exact keep/reject decisions, hundreds to thousands of times faster.
+"""ROUGE-L novelty index: rouge-score's exact keep/reject decisions, at a cost that follows what is kept.
 
 Decisions are those of `rouge_score.rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)`: a candidate is
 too similar when its F-measure against some pool instruction is `> threshold`. To get the same answer on
@@ -7,24 +7,32 @@ pair with the very float expression `_score_lcs` uses, so ties fall the same way
 is 0.7 in rationals but 0.7000000000000001 in rouge-score's floats, a reject; 7 of 10 and 10 is 0.7, a keep),
 and (3) only ever skip a pair with a bound that is exact.
 
-Speed comes from never scoring most pairs. With lengths a and b, F = 2*LCS/(a+b), so a pair can only reach a
-level t if LCS >= need(a, b) = ceil(t*(a+b)/2). Three exact filters, cheapest first:
+A candidate is compared with the admitted texts only (the pool, and the items of its own batch admitted
+before it), never with a rejected one: on a stream where most candidates are near-copies of each other, most
+are rejected, and comparing them with each other was quadratic in the batch (issue 12: 3.3M tokenizations
+for 7.7K candidates, 34 kept). So a scan decides nothing up front. When the caller asks about item i, the
+block of items from i on is probed against everything admitted at that moment (vectorized, below); items
+admitted after that are compared with the later items of the block one pair at a time, and after `_DELTA`
+such admits the next item starts a new block. Blocks grow while few items are admitted and shrink to about
+one `_DELTA` of admits when most are, so both kinds of stream cost little per candidate.
+
+A probe never scores most pairs. With lengths a and b, F = 2*LCS/(a+b), so a pair can only reach a level t
+if LCS >= need(a, b) = ceil(t*(a+b)/2). Three exact filters, cheapest first:
   - length: need(a, b) <= min(a, b) (for t = 0.7: shorter/longer >= 0.538);
   - prefix filtering (Chaudhuri et al. 2006; Bayardo et al., "Scaling up all pairs similarity search", 2007):
     LCS <= the multiset overlap of the two token bags, and two bags that overlap in tau elements share at
     least k of them among their (size - tau + k) rarest; so only the rarest tokens of each text are indexed,
     and a pair must meet in at least K of them;
   - the multiset overlap itself, computed with numpy for every surviving candidate.
-What is left (well under one pair per query on real data) gets an exact bit-parallel LCS from
-`rapidfuzz.distance.LCSseq` on the token lists, then rouge-score's F.
+What is left gets an exact bit-parallel LCS from `rapidfuzz.distance.LCSseq` on the token ids, then
+rouge-score's F. Each text is tokenized once, when scanned, into int arrays (token ids and features).
 
-Python costs per batch, not per text or pair: a scan tokenizes its whole batch with one regex pass, numbers
-its features and picks every prefix with numpy sorts, and counts the shared prefix features of all pairs
-(chunk of the batch x every earlier slot) with one sparse matrix product (scipy), so the 2,000-text batch of
-the benchmark costs about 7 µs per text in all, against about 21 µs per pair for rouge-score.
+Python costs per block, not per text or pair: a scan tokenizes its whole batch with one regex pass and numbers
+its features; a probe picks every prefix with numpy sorts and counts the shared prefix features of all pairs
+(block x admitted slots) with one sparse matrix product (scipy).
 
 The rarity order only affects speed, never results; it is recomputed from document frequencies whenever the
-index has doubled. This module knows nothing of tasks or rejects: it maps keys and texts to scores.
+number of texts has doubled. This module knows nothing of tasks or rejects: it maps keys and texts to scores.
 """
 
 from __future__ import annotations
@@ -33,7 +41,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 from rapidfuzz.distance import LCSseq
@@ -41,16 +48,22 @@ from scipy.sparse import csr_matrix
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SEP = "\x00"
-_TOKEN_OR_SEP = re.compile(r"[a-z0-9]+|\x00")
+# bytes.translate table: [a-z0-9] and the separator stay, every other byte becomes a space.
+_KEEP = bytes(c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789\x00" else 32 for c in range(256))
 # Features: a token's k-th occurrence in a text is its own feature, (token, k), so bags become sets.
 # Required shared prefix features per pair (the k above). On 50K realistic instructions k = 1, 2, 3, 4
 # touch 54M, 72M, 97M, 130M prefix pairs and leave 34M, 6.9M, 2.2M, 0.9M candidates; with the sparse
 # product k = 3 takes 5.3 s there against 12.1 s for k = 2, and both take about 14 ms on the 2,000 Alpaca
 # texts of the benchmark (k = 1: 24 ms, k = 4: 16 ms).
 _K = 3
-# Batch rows per sparse product. It bounds the pairs one product returns (memory), and within a chunk the
-# product also counts the pairs (later, earlier) that are thrown away: 512 to 1024 measured fastest.
+# Most batch items per probe (one sparse product); it bounds the pairs one product returns (memory).
 _CHUNK = 1024
+# Admits since an item's probe that are compared with it one pair at a time, at most; past them, a new probe.
+# The number used follows the share s of items admitted in the block before: a probe costs about as much
+# as _PROBE_PAIRS such pairs, and sqrt(2 * _PROBE_PAIRS * s) balances the two (near-copy streams, s ~ 1%:
+# 5; most items kept: 55).
+_DELTA = 64
+_PROBE_PAIRS = 1500
 # Prefix entries newer than the cached pool matrix are put in a fresh matrix per chunk; past this many (or an
 # eighth of the cached ones) the cached one is rebuilt.
 _RECENT = 4096
@@ -110,20 +123,27 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     return np.arange(seg[-1] if len(seg) else 0) + np.repeat(starts - (seg - lens), lens)
 
 
+class _Vocab(dict):
+    """Token (bytes) -> feature id; a word not seen before gets the next free feature id of its index."""
+
+    def __init__(self, index: RougeIndex):
+        super().__init__()
+        self.index = index
+
+    def __missing__(self, word: bytes) -> int:
+        f = self[word] = self.index._nf
+        self.index._nf += 1
+        return f
+
+
 class RougeIndex:
     """Instructions in the pool, searchable for ROUGE-L neighbours scoring at least `level`.
 
-    `level` is the decision threshold, or a lower report floor. `add` admits a text; `scan` scores a batch
-    against the pool and against its own earlier items, and its `admit` admits the batch items kept.
+    `level` is the decision threshold, or a lower report floor. `add` admits a text; `scan` takes a batch,
+    and its `best(i)` / `admit(i, key)`, called in item order, decide the batch one item at a time.
 
-    Every text scanned or added gets a permanent slot; a slot is *alive* once admitted. Batch items are
-    indexed while scanned (later items must see them), stay invisible to other scans unless admitted, and
-    are dropped from the prefix index at the next reorder.
-
-    Everything per slot lives in flat numpy arrays, and a scan works on its whole batch at once: one pass
-    to tokenize and number features, one sort to pick every prefix, and per chunk of rows one sparse
-    product (prefix features of the chunk x prefix features of every earlier slot) that counts the shared
-    prefix features of all pairs at once. Only pairs that pass every bound reach Python.
+    Every text scanned or added gets a permanent slot; a slot is *alive* once admitted. Only alive slots
+    are in the prefix index, so a rejected text is never anyone's candidate.
     """
 
     def __init__(self, threshold: float = 0.7, *, floor: float | None = None):
@@ -131,29 +151,34 @@ class RougeIndex:
         self.keys: list[str | None] = []  # per slot: key once admitted
         self.texts: list[str] = []  # per slot
         self._alive = bytearray()  # per slot: 1 once admitted
+        self._log: list[int] = []  # admitted slots, in the order they were admitted
         self._lens = np.zeros(1024, np.int64)  # per slot: token count
-        # features of slot s are _flat[_foff[s]:_foff[s + 1]]; a token's k-th occurrence in a text is its
-        # own feature, so a text's features are a set and their overlap is the multiset overlap of tokens
+        # tokens of slot s (ids, in text order) are _tok[_foff[s]:_foff[s + 1]], its features _flat[same];
+        # a token's k-th occurrence in a text is its own feature, so a text's features are a set and their
+        # overlap is the multiset overlap of tokens
         self._foff = np.zeros(1025, np.int64)
+        self._tok = np.zeros(1 << 14, np.int32)
         self._flat = np.zeros(1 << 14, np.int32)
-        # token -> feature id of its first occurrence; id 0 is the separator _sync joins texts with
-        self._vocab: dict[str, int] = {_SEP: 0}
+        # token -> feature id of its first occurrence (its token id); id 0 is the separator _sync joins with
+        self._vocab = _Vocab(self)
+        self._vocab[_SEP.encode()] = 0
         self._repeat: dict[tuple[int, int], int] = {}  # (first-occurrence feature, k >= 1) -> feature id
         self._nf = 1  # feature ids in use
         self._rank = np.zeros(1024, np.int64)  # feature id -> position in the rarity order (rare first)
         self._next_new_rank = -1  # features first seen after ordering count as rarer than all others
         self._ordered_for = 0  # number of slots the order was computed from
-        # prefix entries (slot, feature), in slot order: admitted slots, then slots scanned since
+        # prefix entries (slot, feature) of the admitted slots _log[:_indexed]
         self._pslot = np.zeros(1 << 14, np.int32)
         self._pfeat = np.zeros(1 << 14, np.int32)
         self._np = 0
-        self._synced = 0  # slots whose features and prefixes are in the arrays above
-        # The prefix entries [0, _big_np) as a feature x slot matrix, built once and reused by later scans
-        # (rebuilding it per scan would cost the whole pool each time); newer entries go in per chunk.
+        self._indexed = 0
+        self._synced = 0  # slots whose tokens and features are in the arrays above
+        # The prefix entries [0, _big_np) as a feature x slot matrix, built once and reused by later probes
+        # (rebuilding it per probe would cost the whole pool each time); newer entries go in per probe.
         self._big: csr_matrix | None = None
         self._big_np = 0
         self._tau: dict[int, int | None] = {}
-        self._open: RougeScan | None = None  # the latest scan; earlier ones can no longer admit
+        self._open: RougeScan | None = None  # the latest scan; earlier ones can no longer decide
 
     # ------------------------------------------------------------------------------------------------------
     # public
@@ -169,79 +194,68 @@ class RougeIndex:
         self._alive_at(len(self.texts) - 1, key)
 
     def scan(self, texts: Sequence[str]) -> RougeScan:
-        """Score each text against the pool and against every earlier text of the batch.
-
-        Nothing is admitted: admit the items you keep with the returned scan's `admit`, in order, before the
-        next `add` or `scan` (which close this scan).
-        """
+        """A batch to decide: for each item in order, `best(i)` (its best admitted neighbour) and, if kept,
+        `admit(i, key)`, before the next `add` or `scan` (which close this scan). Tokenizes the batch now;
+        every comparison waits until an item is asked about."""
         self._close()
         base, n = len(self.texts), len(texts)
         self.texts += texts
         self.keys += [None] * n
         self._alive += bytes(n)
         self._sync()
-        # One shared empty tuple per item until it has a hit: thousands of empty lists cost GC passes.
-        hits: list[Sequence[Hit]] = [()] * n
-        for lo in range(0, n, _CHUNK):
-            self._probe(base, base + lo, base + min(n, lo + _CHUNK), hits)
-        for h in hits:
-            if len(h) > 1:
-                h.sort(key=lambda x: (-x.score, x.other))
-        self._open = RougeScan(self, hits, base)
+        self._open = RougeScan(self, base, n)
         return self._open
 
     def top(self, text: str) -> Hit | None:
         """The best-scoring pool neighbour at or above `level`, if any (ties: the earliest slot)."""
-        hits = self.scan([text]).hits[0]
-        return hits[0] if hits else None
+        best = self.scan([text]).best(0)
+        return best[0] if best else None
 
     # ------------------------------------------------------------------------------------------------------
     # encoding and storage
 
     def _sync(self) -> None:
-        """Number the features of the slots stored since the last sync, and index their prefixes."""
+        """Tokenize the slots stored since the last sync and number their features."""
         base, end = self._synced, len(self.texts)
         if base == end:
             return
         n, texts = end - base, self.texts[base:end]
         # Tokenize the whole batch in one pass: lowercase it joined by a separator outside [a-z0-9] (str.lower
-        # is context-free but for final sigma, which yields no [a-z0-9] either way), find the tokens and the
-        # separators; a batch whose texts contain the separator themselves goes text by text.
-        joined = _SEP.join(texts).lower()
+        # is context-free but for final sigma, which yields no [a-z0-9] either way); every character left
+        # outside ASCII cannot be in [a-z0-9], so it becomes "?", then every byte outside [a-z0-9] a space,
+        # and the words are the runs between spaces. A batch whose texts hold the separator goes text by text.
+        joined = f" {_SEP} ".join(texts).lower()
         if joined.count(_SEP) == n - 1:
-            words = _TOKEN_OR_SEP.findall(joined)
+            words = joined.encode("ascii", "replace").translate(_KEEP).split()
         else:
-            words = list(chain.from_iterable(tokenize(t) + [_SEP] for t in texts))[:-1]
-        nf0, vocab = self._nf, self._vocab
-        new = [w for w in dict.fromkeys(words) if w not in vocab]
-        if new:
-            vocab.update(zip(new, range(nf0, nf0 + len(new)), strict=True))
-            self._nf += len(new)
-        tid = np.fromiter(map(vocab.__getitem__, words), np.int64, len(words))
+            words = [w.encode() for t in texts for w in [*tokenize(t), _SEP]][:-1]
+        nf0 = self._nf
+        tid = np.fromiter(map(self._vocab.__getitem__, words), np.int64, len(words))  # new words get new ids
         cut = np.flatnonzero(tid == 0)
         lens = np.diff(cut, prepend=-1, append=len(tid)) - 1
         tid = tid[tid != 0]
         total = len(tid)
         # Number repeated tokens within each text: sort by (text, token); the k-th of a run is occurrence k.
-        owner = np.repeat(np.arange(n, dtype=np.int64), lens)
-        order = np.argsort(owner * max(self._nf, 1) + tid, kind="stable")
-        feats = tid[order]
+        width = max(self._nf, 1)
+        key = np.sort(np.repeat(np.arange(n, dtype=np.int64) * width, lens) + tid)
+        feats = key % width
         run = np.ones(total, np.bool_)
-        run[1:] = (feats[1:] != feats[:-1]) | (owner[1:] != owner[:-1])  # owner is sorted already
+        run[1:] = key[1:] != key[:-1]
         at = np.arange(total)
         occ = at - np.maximum.accumulate(np.where(run, at, 0))
         again = np.flatnonzero(occ)
         if len(again):
-            repeat, nf = self._repeat, self._nf
-            ids = []
-            for key in zip(feats[again].tolist(), occ[again].tolist(), strict=True):
-                f = repeat.get(key)
-                if f is None:
-                    f = repeat[key] = nf
-                    nf += 1
-                ids.append(f)
-            feats[again] = ids
-            self._nf = nf
+            # (token, k) -> its feature id, looked up once per distinct pair
+            stride = int(occ.max()) + 1
+            pairs, inverse = np.unique(feats[again] * stride + occ[again], return_inverse=True)
+            repeat, ids = self._repeat, []
+            for pair in pairs.tolist():
+                k = divmod(pair, stride)
+                if k not in repeat:
+                    repeat[k] = self._nf
+                    self._nf += 1
+                ids.append(repeat[k])
+            feats[again] = np.asarray(ids, np.int64)[inverse.ravel()]
         # Sorting by text kept each text's features together, so the offsets are those of the tokens.
         if self._nf > nf0:
             self._rank = _grown(self._rank, self._nf)
@@ -252,18 +266,23 @@ class RougeIndex:
         self._foff = _grown(self._foff, end + 1)
         start = int(self._foff[base])
         self._flat = _grown(self._flat, start + total)
+        self._tok = _grown(self._tok, start + total)
         self._lens[base:end] = lens
         self._foff[base + 1 : end + 1] = start + np.cumsum(lens)
         self._flat[start : start + total] = feats
+        self._tok[start : start + total] = tid
         self._synced = end
-        self._post(base)
 
-    def _post(self, base: int) -> None:
-        """Index the prefixes of slots base.. (reordering first once the data has doubled)."""
-        total = len(self.texts)
-        if not self._ordered_for or total >= 2 * max(self._ordered_for, 32):
-            self._reorder(base)
-        slots, feats = self._prefixes(np.arange(base, total))
+    def _index_admitted(self) -> None:
+        """Put the prefixes of the slots admitted since the last probe into the prefix index (recomputing
+        the rarity order, and so every prefix, once the number of texts has doubled)."""
+        if not self._ordered_for or self._synced >= 2 * max(self._ordered_for, 32):
+            self._reorder()
+            return
+        if self._indexed == len(self._log):
+            return
+        slots, feats = self._prefixes(np.sort(np.asarray(self._log[self._indexed :], np.int64)))
+        self._indexed = len(self._log)
         end = self._np + len(slots)
         self._pslot = _grown(self._pslot, end)
         self._pfeat = _grown(self._pfeat, end)
@@ -271,17 +290,17 @@ class RougeIndex:
         self._pfeat[self._np : end] = feats
         self._np = end
 
-    def _reorder(self, base: int) -> None:
-        """Rarity order from document frequencies over every slot; re-index the admitted slots below base."""
+    def _reorder(self) -> None:
+        """Rarity order from document frequencies over every text; re-index every admitted slot."""
         nf = self._nf
-        df = np.bincount(self._flat[: self._foff[len(self.texts)]], minlength=nf)
+        df = np.bincount(self._flat[: self._foff[self._synced]], minlength=nf)
         order = np.lexsort((np.arange(nf), df))
         self._rank[order] = np.arange(nf)
         self._next_new_rank = -1
-        self._ordered_for = len(self.texts)
+        self._ordered_for = self._synced
         self._big, self._big_np = None, 0
-        alive = np.flatnonzero(np.frombuffer(self._alive, np.uint8, base))
-        slots, feats = self._prefixes(alive)
+        slots, feats = self._prefixes(np.sort(np.asarray(self._log, np.int64)))
+        self._indexed = len(self._log)
         self._np = len(slots)
         self._pslot = _grown(self._pslot, self._np)
         self._pfeat = _grown(self._pfeat, self._np)
@@ -314,9 +333,20 @@ class RougeIndex:
         tau = self._tau_row(lens)
         return np.where(tau > 0, np.minimum(lens, lens - tau + _K), 0)
 
+    def _tokens(self, slot: int) -> str | list[int]:
+        return self._seq(self._tok[self._foff[slot] : self._foff[slot + 1]])
+
+    def _seq(self, ids: np.ndarray) -> str | list[int]:
+        """Token ids as rapidfuzz compares them fastest: one character per token (ids shifted past the
+        surrogates, which a str cannot decode from UTF-32), or a list once the ids outgrow Unicode."""
+        if self._nf >= 0x110000 - 0x800:
+            return ids.tolist()
+        return np.where(ids >= 0xD800, ids + 0x800, ids).astype("<u4").tobytes().decode("utf-32-le")
+
     def _alive_at(self, slot: int, key: str) -> None:
         self._alive[slot] = 1
         self.keys[slot] = key
+        self._log.append(slot)
 
     def _close(self) -> None:
         if self._open is not None:
@@ -341,10 +371,30 @@ class RougeIndex:
     # ------------------------------------------------------------------------------------------------------
     # search
 
-    def _matrix(self, start: int, stop: int, slots: int) -> csr_matrix:
-        """Prefix entries start..stop-1 as a feature x slot matrix (slots columns)."""
+    def _score(self, slot: int, others: Sequence[int], tokens: dict[int, str | list[int]]) -> list[Hit]:
+        """Hits of `slot` among a few admitted `others`, one pair at a time (length bound, then exact LCS);
+        `tokens` caches token lists by slot."""
+        lens, level, out, mine = self._lens, self.level, [], None
+        a = int(lens[slot])
+        for t in others:
+            b = int(lens[t])
+            nd = max(1, math.ceil(level * (a + b) / 2 - _EPS))
+            if nd > min(a, b):
+                continue
+            if mine is None:
+                mine = tokens[slot]
+            other = tokens.get(t)
+            if other is None:
+                other = tokens[t] = self._tokens(t)
+            lcs = int(LCSseq.similarity(mine, other, score_cutoff=nd))
+            if lcs >= nd and (f := fmeasure(lcs, a, b)) >= level:
+                out.append(Hit(t, f))
+        return out
+
+    def _matrix(self, start: int, stop: int) -> csr_matrix:
+        """Prefix entries start..stop-1 as a feature x slot matrix."""
         ps, pf = self._pslot[start:stop], self._pfeat[start:stop]
-        return csr_matrix((np.ones(stop - start, np.int32), (pf, ps)), shape=(self._nf, slots))
+        return csr_matrix((np.ones(stop - start, np.int32), (pf, ps)), shape=(self._nf, len(self.texts)))
 
     @staticmethod
     def _shared(chunk: csr_matrix, earlier: csr_matrix, least: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -355,16 +405,15 @@ class RougeIndex:
         return row, shared.indices[hit].astype(np.int64), shared.data[hit]
 
     def _shared_few(
-        self, lo: int, hi: int, first: int, end: int, least: np.ndarray
+        self, cslot: np.ndarray, cfeat: np.ndarray, lo: int, hi: int, least: np.ndarray
     ) -> tuple[np.ndarray, ...]:
         """What the sparse products give, for a few rows: each row's prefix features looked up directly in
         the cached matrix and among the newer entries (scipy's fixed cost per product dominates there)."""
         rows, xs, counts = [], [], []
-        recent_slot, recent_feat = self._pslot[self._big_np : end], self._pfeat[self._big_np : end]
+        recent_slot, recent_feat = self._pslot[self._big_np : self._np], self._pfeat[self._big_np : self._np]
         big = self._big
         for r in range(hi - lo):
-            j0, j1 = np.searchsorted(self._pslot[first:end], np.array([lo + r, lo + r + 1], np.int32))
-            feats = self._pfeat[first + j0 : first + j1]
+            feats = cfeat[cslot == lo + r]
             found = [recent_slot[np.isin(recent_feat, feats)]]
             if big is not None:
                 feats = feats[feats < big.shape[0]]
@@ -377,45 +426,49 @@ class RougeIndex:
             counts.append(count[ok])
         return np.concatenate(rows), np.concatenate(xs), np.concatenate(counts)
 
-    def _probe(self, base: int, lo: int, hi: int, hits: list[Sequence[Hit]]) -> None:
-        """Hits of slots lo..hi-1 (of the batch starting at base) among admitted slots and earlier batch
-        slots, scoring >= level; appended to hits[slot - base]."""
-        ps = self._pslot[: self._np]
-        first, end = np.searchsorted(ps, np.array([lo, hi], ps.dtype)).tolist()  # same dtype: no copy of ps
-        if first == end:
-            return
-        # Shared prefix features of every (chunk slot, earlier slot) pair: sparse products, one with the
-        # cached matrix of older entries, one with the entries since.
+    def _probe(self, lo: int, hi: int, tokens: dict[int, str | list[int]]) -> list[Sequence[Hit]]:
+        """Hits of slots lo..hi-1 scoring >= level among the slots admitted now (earlier slots only);
+        `tokens` caches token lists by slot."""
+        self._index_admitted()
+        hits: list[Sequence[Hit]] = [()] * (hi - lo)  # one shared empty tuple until a row has a hit
+        if not self._np:
+            return hits
+        cslot, cfeat = self._prefixes(np.arange(lo, hi))
+        if not len(cslot):
+            return hits
         nf = self._nf
-        if first - self._big_np > max(_RECENT, self._big_np // 8):
-            self._big = self._matrix(0, first, lo)
-            self._big_np = first
+        if self._np - self._big_np > max(_RECENT, self._big_np // 8):
+            self._big = self._matrix(0, self._np)
+            self._big_np = self._np
         # Cheapest cut first, on the raw counts: every partner of a length-a text needs at least
         # min(K, tau_min(a)) shared prefix features; most pairs share one.
         least = np.minimum(_K, np.maximum(1, self._tau_row(self._lens[lo:hi])))
         if hi - lo <= _FEW:
-            parts = [self._shared_few(lo, hi, first, end, least)]
+            parts = [self._shared_few(cslot, cfeat, lo, hi, least)]
         else:
+            # Shared prefix features of every (block slot, admitted slot) pair: sparse products, one with the
+            # cached matrix of older entries, one with the entries since.
             indptr = np.zeros(hi - lo + 1, np.int64)
-            np.cumsum(np.bincount(ps[first:end] - lo, minlength=hi - lo), out=indptr[1:])
-            ones = np.ones(end - first, np.int32)
-            chunk = csr_matrix((ones, self._pfeat[first:end], indptr), shape=(hi - lo, nf))
-            parts = [self._shared(chunk, self._matrix(self._big_np, end, hi), least)]
+            np.cumsum(np.bincount(cslot - lo, minlength=hi - lo), out=indptr[1:])
+            ones = np.ones(len(cslot), np.int32)
+            chunk = csr_matrix((ones, cfeat, indptr), shape=(hi - lo, nf))
+            parts = []
+            if self._np > self._big_np:
+                parts.append(self._shared(chunk, self._matrix(self._big_np, self._np), least))
             if self._big is not None:
                 if self._big.shape[0] < nf:
                     self._big.resize((nf, self._big.shape[1]))
                 parts.append(self._shared(chunk, self._big, least))
         y, x, count = (np.concatenate(v) for v in zip(*parts, strict=True))
         y += lo
-        alive = np.frombuffer(self._alive, np.uint8, hi)
-        ok = (x < y) & ((x >= base) | (alive[x] == 1))
+        ok = x < y
         y, x, count = y[ok], x[ok], count[ok]
         # Length bound, then the prefix count each pair's need requires (both exact, see the module doc).
         a, b = self._lens[y], self._lens[x]
         need = np.maximum(1, np.ceil(self.level * (a + b) / 2 - _EPS)).astype(np.int64)
         ok = (need <= np.minimum(a, b)) & (count >= np.minimum(_K, need))
         if not ok.any():
-            return
+            return hits
         y, x, a, b, need = y[ok], x[ok], a[ok], b[ok], need[ok]
         # Multiset overlap (shared features) bounds the LCS: look each feature of x up among y's features.
         flat, foff = self._flat, self._foff
@@ -425,41 +478,63 @@ class RougeIndex:
         at = np.minimum(np.searchsorted(mine, probe), len(mine) - 1)
         overlap = np.add.reduceat(mine[at] == probe, np.cumsum(b) - b, dtype=np.int64)
         keep = overlap >= need
-        # The few pairs left get their token lists again (cheaper than keeping one list per slot).
-        texts, level = self.texts, self.level
+        # The few pairs left: exact LCS on the token ids.
+        level = self.level
         for s, t, na, nb, nd in zip(
             y[keep].tolist(), x[keep].tolist(), a[keep].tolist(), b[keep].tolist(), need[keep].tolist(),
             strict=True,
         ):  # fmt: skip
-            mine_t, other_t = tokenize(texts[s]), tokenize(texts[t])
-            lcs = int(LCSseq.similarity(mine_t, other_t, score_cutoff=nd))
+            other = tokens.get(t)
+            if other is None:
+                other = tokens[t] = self._tokens(t)
+            lcs = int(LCSseq.similarity(tokens[s], other, score_cutoff=nd))
             if lcs >= nd:
                 # target = the candidate, prediction = the pool text (Alpaca's order)
                 f = fmeasure(lcs, na, nb)
                 if f >= level:
-                    if not hits[s - base]:
-                        hits[s - base] = []
-                    hits[s - base].append(Hit(t, f))
+                    if not hits[s - lo]:
+                        hits[s - lo] = []
+                    hits[s - lo].append(Hit(t, f))
+        return hits
 
 
 class RougeScan:
-    """Scores of one batch, computed once; decisions follow which batch items the caller admits, in order.
+    """One batch, decided item by item in order: `best(i)`, then `admit(i, key)` if the caller keeps item i.
 
-    `hits[i]` lists item i's neighbours scoring >= level, best first: admitted slots (< base) and earlier
-    items of this batch (slot base + j), whether admitted or not; `best` picks among the admitted ones.
+    Item i is compared with the pool and the items admitted before it, never with a rejected one; the work
+    happens when it is asked about (module doc: blocks probed against the admitted slots, later admits one
+    pair at a time).
     """
 
-    def __init__(self, index: RougeIndex, hits: list[Sequence[Hit]], base: int):
-        self.index, self.hits, self.base = index, hits, base
+    def __init__(self, index: RougeIndex, base: int, n: int):
+        self.index, self.base, self.n = index, base, n
         self.closed = False
+        self._hits: list[Sequence[Hit]] = [()] * n  # per item: hits among the slots admitted at its probe
+        self._seen = [-1] * n  # per item: len(index._log) at its probe; -1 before
+        self._lo = 0  # the current block's first item
+        self._at = 0  # len(index._log) when the current block was probed
+        self._size = min(n, _CHUNK)  # the next block's size
+        self._limit = min(8, _DELTA)  # admits since a probe compared one pair at a time
+        self._tokens: dict[int, str | list[int]] = {}  # token lists of the current block's slots, by slot
 
     def best(self, i: int) -> tuple[Hit, str, str] | None:
         """Item i's best neighbour among the pool and the batch items admitted so far: (hit, key, text)."""
-        alive, keys, texts = self.index._alive, self.index.keys, self.index.texts
-        for h in self.hits[i]:
-            if alive[h.other]:
-                return h, keys[h.other], texts[h.other]
-        return None
+        if self.closed:
+            raise RuntimeError("this scan was closed by a later add or scan")
+        ix = self.index
+        seen = self._seen[i]
+        if seen < 0 or len(ix._log) - seen > self._limit:
+            self._block(i, again=seen >= 0)
+            seen = self._seen[i]
+        found, slot = self._hits[i], self.base + i
+        if len(ix._log) > seen:
+            delta = [s for s in ix._log[seen:] if s < slot]
+            if delta:
+                found = [*found, *ix._score(slot, delta, self._tokens)]
+        if not found:
+            return None
+        h = min(found, key=lambda x: (-x.score, x.other))
+        return h, ix.keys[h.other], ix.texts[h.other]
 
     def admit(self, i: int, key: str) -> None:
         """Admit batch item i into the index (only the chain calls this, after accepting the task)."""
@@ -467,3 +542,26 @@ class RougeScan:
         if self.closed or self.index._alive[slot]:
             raise RuntimeError("this scan was closed by a later add or scan, or item i was already admitted")
         self.index._alive_at(slot, key)
+
+    def _block(self, i: int, again: bool) -> None:
+        """Probe items i.. against the slots admitted now. A block cut short by too many admits is followed by
+        one about as long as it lasted; one that ran out is followed by one twice as long."""
+        ix = self.index
+        if i > self._lo:
+            share = (len(ix._log) - self._at) / (i - self._lo)
+            self._limit = min(_DELTA, round(math.sqrt(2 * _PROBE_PAIRS * share)))
+            self._size = max(1, i - self._lo) if again else min(_CHUNK, 2 * self._size)
+        self._lo, hi = i, min(self.n, i + self._size)
+        lo, hi = self.base + i, self.base + hi
+        # Token lists of the block's items, and of the admitted slots they meet (bounded: kept per scan, and
+        # admitted slots are forgotten past _CHUNK entries).
+        flat = ix._seq(ix._tok[ix._foff[lo] : ix._foff[hi]])
+        ends = (ix._foff[lo + 1 : hi + 1] - ix._foff[lo]).tolist()
+        if len(self._tokens) > 4 * _CHUNK:
+            self._tokens = {}
+        for slot, start, end in zip(range(lo, hi), [0, *ends[:-1]], ends, strict=True):
+            self._tokens[slot] = flat[start:end]
+        self._hits[i : hi - self.base] = ix._probe(lo, hi, self._tokens)
+        hi -= self.base
+        self._at = len(ix._log)
+        self._seen[i:hi] = [self._at] * (hi - i)

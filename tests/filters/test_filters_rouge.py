@@ -111,14 +111,18 @@ def test_scores_equal_rouge_score_bit_for_bit(a, b):
     st.integers(0, 8),
     st.sampled_from([0.3, 0.7]),
     st.sampled_from([0, 1, 2]),
+    st.sampled_from([0, 1, 3]),
 )
-def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(monkeypatch, batch, step, seeds, threshold, few):
+def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
+    monkeypatch, batch, step, seeds, threshold, few, delta
+):
     # The real sizes (1024-row chunks, a pool matrix cached past 4096 newer entries, scipy skipped for at
     # most 4 rows) are only reached by thousands of texts; shrunk, every scan here crosses chunk borders,
     # rebuilds or reuses the cache, and takes the sparse-product path, the few-rows path, or both.
     monkeypatch.setattr(rouge, "_CHUNK", 2)
     monkeypatch.setattr(rouge, "_RECENT", 1)
     monkeypatch.setattr(rouge, "_FEW", few)
+    monkeypatch.setattr(rouge, "_DELTA", delta)
     index, kept = RougeIndex(threshold), []
     for i in range(min(seeds, len(batch))):  # pending adds, encoded by the first scan
         index.add(str(i), batch[i])
@@ -243,3 +247,45 @@ def test_external_files_replay(external):
     assert ours == _fast_reference_kept(texts, 0.7)
     assert 50 < len(texts) - len(ours) < 400  # the check exercised both outcomes
     assert ours_kept(texts, 0.7, batch=97) == ours
+
+
+def test_near_duplicate_heavy_stream_matches_rouge_score(external):
+    """A stream like a small model's: a long shared prefix with short tails, small edits of earlier texts,
+    exact repeats, a few fresh instructions; nearly everything is rejected (issue 12)."""
+    records = json.loads((external / "stanford_alpaca_pr152_alpaca_5000.json").read_text(encoding="utf-8"))
+    real = [r["instruction"] for r in records]
+    rng = random.Random(12)
+    prefix = " ".join(t for t in rng.sample(real, 4)).split()
+    vocab = sorted({w for t in real[:500] for w in t.split()})
+    stream: list[str] = []
+    while len(stream) < 400:
+        u = rng.random()
+        if u < 0.45 or not stream:
+            stream.append(" ".join(prefix + rng.choice(real).split()[: rng.randint(1, 6)]))
+        elif u < 0.8:
+            words = rng.choice(stream).split()
+            for _ in range(rng.randint(1, 4)):
+                at = rng.randrange(len(words))
+                if rng.random() < 0.5:
+                    words[at] = rng.choice(vocab)
+                else:
+                    words.insert(at, rng.choice(vocab))
+            stream.append(" ".join(words))
+        elif u < 0.95:
+            stream.append(rng.choice(stream))
+        else:
+            stream.append(rng.choice(real))
+    ref = reference_kept(stream, 0.7)
+    assert 10 < len(ref) < 100  # mostly rejects, some kept
+    assert ours_kept(stream, 0.7) == ref
+    assert ours_kept(stream, 0.7, batch=37) == ref
+    # the evidence is rouge-score's best admitted neighbour, exactly
+    index, kept = RougeIndex(0.7), set(ref)
+    scan = index.scan(stream)
+    for i, text in enumerate(stream):
+        best = scan.best(i)
+        admitted = [j for j in ref if j < i]
+        top = max((SCORER.score(text, stream[j])["rougeL"].fmeasure for j in admitted), default=0.0)
+        assert (best is None) == (top < 0.7) and (best is None or best[0].score == top)
+        if i in kept:
+            scan.admit(i, str(i))
