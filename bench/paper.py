@@ -133,51 +133,14 @@ def step_train(recipe: Recipe, data: Path, out: Path, max_steps: int | None) -> 
 # ---- 4. eval ----------------------------------------------------------------------------------------------
 
 
-def step_eval(recipe: Recipe, out: Path, student: Path) -> dict:
+def step_eval(recipe: Recipe, out: Path, student: Path, slot) -> dict:
+    """Both students share OUT/eval: the base's answers are generated once and reused for the second."""
     from selfinstruct.evaluation.answers import model_ref
-    from selfinstruct.evaluation.backends import backend_factory
-    from selfinstruct.evaluation.ifeval_paired import evaluate_ifeval
-    from selfinstruct.evaluation.judge import WEAK_JUDGE, evaluate_judge
-    from selfinstruct.models import default_model_dir
+    from selfinstruct.evaluation.pipeline_stage import compare
 
-    cfg = recipe.eval
-    start = backend_factory(recipe.backend, on_start=lambda p: log(f"starting vLLM on {p}"))
-    base_ref, student_ref = model_ref(recipe.sft.model), model_ref(student)
-    # One eval directory for both students: the base's answers are generated once and reused.
-    ifeval = evaluate_ifeval(
-        student_ref,
-        base_ref,
-        start=start,
-        out_dir=out / "eval" / "ifeval",
-        data=cfg.ifeval_data,
-        limit=cfg.ifeval_limit,
-        max_tokens=cfg.max_tokens,
-        resamples=cfg.resamples,
-        seed=cfg.seed,
+    return compare(
+        model_ref(student), model_ref(recipe.sft.model), recipe.eval, slot=slot, out=out / "eval", note=log
     )
-    result = {"ifeval": ifeval.model_dump(mode="json")}
-    if cfg.judge:
-        if cfg.judge_backend is None:
-            log(f"warning: {WEAK_JUDGE}")
-            judge_ref, judge_start = model_ref(default_model_dir()), start
-        else:
-            judge_ref = model_ref(cfg.judge_backend.model or str(default_model_dir()))
-            judge_start = backend_factory(cfg.judge_backend)
-        judged = evaluate_judge(
-            student_ref,
-            base_ref,
-            judge_ref,
-            start=start,
-            judge_start=judge_start,
-            out_dir=out / "eval" / "judge",
-            data=cfg.data,
-            limit=cfg.limit,
-            max_tokens=cfg.max_tokens,
-            resamples=cfg.resamples,
-            seed=cfg.seed,
-        )
-        result["judge"] = judged.model_dump(mode="json", exclude={"verdicts"})
-    return result
 
 
 # ---- the table --------------------------------------------------------------------------------------------
@@ -248,10 +211,14 @@ def main(argv: list[str] | None = None) -> None:
     results["seconds"]["train"] = round(time.perf_counter() - t, 1)
 
     t = time.perf_counter()
-    results["eval"] = {
-        "student, filtered data": step_eval(recipe, out, out / "student-filtered"),
-        "student, unfiltered data": step_eval(recipe, out, out / "student-unfiltered"),
-    }
+    from selfinstruct.evaluation.backends import EngineSlot
+
+    with EngineSlot(recipe.backend, on_start=lambda p: log(f"starting vLLM on {p}")) as slot:
+        results["eval"] = {
+            "student, filtered data": step_eval(recipe, out, out / "student-filtered", slot),
+            "student, unfiltered data": step_eval(recipe, out, out / "student-unfiltered", slot),
+        }
+        results["engine_starts_eval"] = slot.starts
     results["seconds"]["eval"] = round(time.perf_counter() - t, 1)
 
     (out / "paper.json").write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")

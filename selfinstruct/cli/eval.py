@@ -37,13 +37,14 @@ def _starting(path: str) -> None:
     err_console.print(plain(f"starting a backend for {path}", None, "dim"), highlight=False)
 
 
-def _backend(server: list[str] | None, max_model_len: int):
-    from selfinstruct.evaluation.backends import backend_factory
+def _slot(server: list[str] | None, max_model_len: int):
+    """One backend at a time: in-process vLLM (default), or the given OpenAI-compatible servers."""
+    from selfinstruct.evaluation.backends import EngineSlot
     from selfinstruct.llm.config import OpenAIConfig, VLLMConfig
 
     if server:
-        return backend_factory(OpenAIConfig(base_urls=server, model="-"), on_start=_starting)
-    return backend_factory(VLLMConfig(enforce_eager=True, max_model_len=max_model_len), on_start=_starting)
+        return EngineSlot(OpenAIConfig(base_urls=server, model="-"), on_start=_starting)
+    return EngineSlot(VLLMConfig(enforce_eager=True, max_model_len=max_model_len), on_start=_starting)
 
 
 def _refs(model: str, base: str | None, *, need_base: bool):
@@ -95,17 +96,18 @@ def ifeval(
     from selfinstruct.evaluation.ifeval_paired import METRICS, evaluate_ifeval
 
     student_ref, base_ref = _refs(model, base, need_base=False)
-    report = evaluate_ifeval(
-        student_ref,
-        base_ref,
-        start=_backend(server, max_model_len),
-        out_dir=_out(out, model, "ifeval"),
-        data=data,
-        limit=limit,
-        max_tokens=max_tokens,
-        resamples=resamples,
-        seed=seed,
-    )
+    with _slot(server, max_model_len) as slot:
+        report = evaluate_ifeval(
+            student_ref,
+            base_ref,
+            start=slot,
+            out_dir=_out(out, model, "ifeval"),
+            data=data,
+            limit=limit,
+            max_tokens=max_tokens,
+            resamples=resamples,
+            seed=seed,
+        )
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
@@ -160,37 +162,30 @@ def judge(
     """A judge compares the student's and the base's answers, in both orders; win rate with its interval."""
     from selfinstruct.errors import SelfInstructError
     from selfinstruct.evaluation.answers import model_ref
-    from selfinstruct.evaluation.backends import backend_factory
     from selfinstruct.evaluation.judge import WEAK_JUDGE, evaluate_judge
-    from selfinstruct.llm.config import OpenAIConfig
     from selfinstruct.models import default_model_dir
 
     student_ref, base_ref = _refs(model, base, need_base=True)
-    if judge_url:
-        if not judge_model:
-            raise SelfInstructError("`--judge-model` is needed with --judge-url (the judge's served name)")
-        judge_ref = model_ref(judge_model)
-        judge_start = backend_factory(
-            OpenAIConfig(base_urls=judge_url, model=judge_model), on_start=_starting
+    if judge_url and not judge_model:
+        raise SelfInstructError("`--judge-model` is needed with --judge-url (the judge's served name)")
+    if judge_model is None:
+        err_console.print(Text("warning: ", style="yellow").append(WEAK_JUDGE), soft_wrap=True)
+    judge_ref = model_ref(judge_model or str(default_model_dir()))
+    with _slot(server, max_model_len) as slot, _slot(judge_url, max_model_len) as judge_slot:
+        report = evaluate_judge(
+            student_ref,
+            base_ref,
+            judge_ref,
+            start=slot,
+            # An in-process judge shares the models' slot: one engine in memory at a time.
+            judge_start=judge_slot if judge_url else slot,
+            out_dir=_out(out, model, "judge"),
+            data=data,
+            limit=limit,
+            max_tokens=max_tokens,
+            resamples=resamples,
+            seed=seed,
         )
-    else:
-        judge_ref = model_ref(judge_model or str(default_model_dir()))
-        judge_start = _backend(None, max_model_len)
-        if judge_model is None:
-            err_console.print(Text("warning: ", style="yellow").append(WEAK_JUDGE), soft_wrap=True)
-    report = evaluate_judge(
-        student_ref,
-        base_ref,
-        judge_ref,
-        start=_backend(server, max_model_len),
-        judge_start=judge_start,
-        out_dir=_out(out, model, "judge"),
-        data=data,
-        limit=limit,
-        max_tokens=max_tokens,
-        resamples=resamples,
-        seed=seed,
-    )
     if as_json:
         print_json(report.model_dump(mode="json", exclude={"verdicts"}))
         return

@@ -149,11 +149,8 @@ class AnswerBook:
         todo = [it for it in items if keys[it.id] not in self.answers]
         out: dict[str, Answer | str] = {}
         if todo:
-            backend = start(ref.path)
-            try:
-                completions = backend.generate([requests[it.id] for it in todo])
-            finally:
-                backend.close()  # the next engine needs the memory
+            # `start` owns the backend's life (EngineSlot keeps it for the next call on the same model).
+            completions = start(ref.path).generate([requests[it.id] for it in todo])
             with JsonlAppender(self.path) as w:
                 for it, c in zip(todo, completions, strict=True):
                     if not c.ok:

@@ -1,5 +1,5 @@
-"""Which backend answers for a model: one in-process vLLM engine per model (started when needed, closed before
-the next), or OpenAI-compatible servers that already serve it under a name."""
+"""Which backend answers for a model: one in-process vLLM engine at a time (started when needed, kept while the
+same model is asked for, closed before the next), or OpenAI-compatible servers that already serve it by name."""
 
 from __future__ import annotations
 
@@ -23,24 +23,53 @@ def fit_context(path: str, wanted: int | None) -> int | None:
     return wanted
 
 
-def backend_factory(
-    config: VLLMConfig | OpenAIConfig | None = None, *, on_start: Callable[[str], None] | None = None
-) -> Callable[[str], Backend]:
-    """`start(model) -> Backend` for `AnswerBook.answer`: the recipe's backend section with its model replaced
-    by the one to evaluate (a checkpoint directory for vLLM, a served name for servers)."""
-    config = config if config is not None else VLLMConfig(enforce_eager=True)
+class EngineSlot:
+    """`slot(model) -> Backend` for `AnswerBook.answer`: the recipe's backend section with its model replaced by
+    the one to evaluate (a checkpoint directory for vLLM, a served name for servers).
 
-    def start(model: str) -> Backend:
+    One backend is kept alive and reused while the same model is asked for again (an engine start costs 30 s
+    to minutes on CPU); asking for another model closes it first, so two engines never share the memory.
+    Close the slot when done.
+    """
+
+    def __init__(
+        self,
+        config: VLLMConfig | OpenAIConfig | None = None,
+        *,
+        on_start: Callable[[str], None] | None = None,
+    ):
+        self.config = config if config is not None else VLLMConfig(enforce_eager=True)
+        self.on_start = on_start
+        self.starts = 0
+        self._model: str | None = None
+        self._backend: Backend | None = None
+
+    def __call__(self, model: str) -> Backend:
         from selfinstruct.llm import make_backend
 
-        if on_start:
-            on_start(model)
-        if isinstance(config, VLLMConfig):
-            return make_backend(
-                config.model_copy(
-                    update={"model": model, "max_model_len": fit_context(model, config.max_model_len)}
-                )
+        if self._backend is not None and self._model == model:
+            return self._backend
+        self.close()
+        if self.on_start:
+            self.on_start(model)
+        cfg = self.config
+        if isinstance(cfg, VLLMConfig):
+            cfg = cfg.model_copy(
+                update={"model": model, "max_model_len": fit_context(model, cfg.max_model_len)}
             )
-        return make_backend(config.model_copy(update={"model": model}))
+        else:
+            cfg = cfg.model_copy(update={"model": model})
+        self._backend, self._model = make_backend(cfg), model
+        self.starts += 1
+        return self._backend
 
-    return start
+    def close(self) -> None:
+        if self._backend is not None:
+            backend, self._backend, self._model = self._backend, None, None
+            backend.close()
+
+    def __enter__(self) -> EngineSlot:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

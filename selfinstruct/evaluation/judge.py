@@ -180,8 +180,9 @@ def evaluate_judge(
     out = Path(out_dir)
     answers = AnswerBook(out / "answers.jsonl")
     sampling = Sampling(temperature=0.0, max_tokens=max_tokens, seed=seed)
-    b = answers.answer(base, items, sampling, start)
+    # Student first: right after IFEval its engine is the one still running.
     s = answers.answer(student, items, sampling, start)
+    b = answers.answer(base, items, sampling, start)
     return judge_pairs(
         items,
         s,
