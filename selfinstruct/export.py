@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps, read_records
 from selfinstruct.schema import Example, Task
-from selfinstruct.store import MANIFEST, TASKS, atomic_file, read_jsonl
+from selfinstruct.store import MANIFEST, TASKS, atomic_file, check_output, read_jsonl
 
 Format = Literal["alpaca", "messages", "self-instruct"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -61,10 +61,11 @@ def rows(tasks: Iterable[Task], fmt: Format) -> list[dict]:
     raise ValueError(f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def export(source: str | Path, fmt: Format, out: str | Path) -> int:
-    """Write `out` atomically; alpaca goes to a JSON array unless `out` ends in .jsonl. Returns rows written."""
+def export(source: str | Path, fmt: Format, out: str | Path, *, replace: bool = False) -> int:
+    """Write `out` atomically; alpaca goes to a JSON array unless `out` ends in .jsonl. Returns rows written.
+    Never over the source or a run's own files; over another existing file only with `replace`."""
+    out = check_output(out, inputs=[source], replace=replace)
     data = rows(read_tasks(source), fmt)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as f:
         if fmt == "alpaca" and out.suffix != ".jsonl":

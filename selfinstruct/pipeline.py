@@ -102,7 +102,7 @@ def _export(recipe: Recipe, root: Path, note) -> dict:
     from selfinstruct.export import export
 
     out = root / "export" / "train.jsonl"
-    rows = export(root / "filter" / "kept.jsonl", "messages", out)
+    rows = export(root / "filter" / "kept.jsonl", "messages", out, replace=True)  # this stage's own file
     if rows == 0:
         raise SelfInstructError(f"{out}: the export is empty; nothing to train on")
     return {"rows": rows, "out": str(out)}

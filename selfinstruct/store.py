@@ -153,6 +153,27 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
         os.close(dir_fd)
 
 
+def check_output(out: str | Path, *, inputs: Iterable[str | Path] = (), replace: bool = False) -> Path:
+    """Refuse an output path that would destroy something: a run's own file, an input of this command, a path
+    through a symbolic link, or (unless `replace`) any existing file. Returns the path."""
+    out = Path(out)
+    if out.is_symlink():
+        raise SelfInstructError(f"{out}: is a symbolic link; write to a real path")
+    if out.is_dir():
+        raise SelfInstructError(f"{out}: is a directory; give a file name")
+    there = out.resolve()
+    for src in inputs:
+        src = Path(src)
+        files = [src / name for name in RUN_FILES] if src.is_dir() else [src]
+        if any(f.exists() and f.resolve() == there for f in files):
+            raise SelfInstructError(f"{out}: is this command's input; choose another output path")
+    if out.name in RUN_FILES and any((out.parent / n).exists() for n in (MANIFEST, JOURNAL, LOCK)):
+        raise SelfInstructError(f"{out}: is a file of the run in {out.parent}; choose another output path")
+    if out.exists() and not replace:
+        raise SelfInstructError(f"{out}: already exists; pass --force to replace it, or choose another path")
+    return out
+
+
 def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
     """Replace `path` with a complete document or not at all."""
     text = (

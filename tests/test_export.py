@@ -85,3 +85,40 @@ def test_a_task_file_of_ones_own_keeps_a_last_line_without_newline(tmp_path):
     res = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "x.jsonl"), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["rows"] == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "{run}", "--out", "{run}/tasks.jsonl"], "is this command's input"),
+        (["export", "{run}", "--out", "{run}/manifest.json"], "is a file of the run"),
+        (["export", "{run}/tasks.jsonl", "--out", "{run}/tasks.jsonl"], "is this command's input"),
+        (["export", "{run}", "--out", "{run}/rejects.jsonl"], "is this command's input"),
+        (["audit", "{run}", "--html", "{run}/tasks.jsonl"], "is this command's input"),
+        (["audit", "{run}", "--html", "{run}/journal.jsonl", "--force"], "is this command's input"),
+        (["export", "{run}", "--out", "{tmp}/link.jsonl"], "is a symbolic link"),
+        (["export", "{run}", "--out", "{tmp}/mine.jsonl"], "already exists; pass --force"),
+        (["audit", "{run}", "--html", "{tmp}/mine.jsonl"], "already exists; pass --force"),
+    ],
+)
+def test_no_command_writes_over_a_run_its_input_a_link_or_a_users_file(run_dir, tmp_path, args, message):
+    (tmp_path / "mine.jsonl").write_text("my own notes\n")
+    (tmp_path / "target.txt").write_text("keep me\n")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.txt")
+    files = [p for p in [*run_dir.iterdir(), *tmp_path.iterdir()] if p.is_file()]
+    before = {p: p.read_bytes() for p in files}
+    argv = [a.format(run=run_dir, tmp=tmp_path) for a in args]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 1, res.output
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in files} == before
+
+
+def test_force_replaces_a_users_export_but_never_a_run_file(run_dir, tmp_path):
+    out = tmp_path / "mine.jsonl"
+    out.write_text("old\n")
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--force", "-f", "messages"])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() != "old\n"
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(run_dir / "tasks.jsonl"), "--force"])
+    assert res.exit_code == 1

@@ -103,6 +103,7 @@ def audit(
         bool, typer.Option("--json", help="Print one JSON object (selfinstruct.audit/1).")
     ] = False,
     html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")] = False,
 ) -> None:
     """Rejects by stage and reason, acceptance per round, the pool instructions that block most, samples."""
     from selfinstruct.audit import audit as do_audit
@@ -110,8 +111,12 @@ def audit(
 
     summary = do_audit(run, stage=stage, reason=reason, limit=limit)
     if html is not None:
+        from selfinstruct.store import atomic_file, check_output
+
+        check_output(html, inputs=[run], replace=force)
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render(summary), encoding="utf-8")
+        with atomic_file(html) as f:
+            f.write(render(summary))
     if as_json:
         print_json(summary)
     else:

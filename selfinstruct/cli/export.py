@@ -16,6 +16,7 @@ def export(
     run: Path = typer.Argument(..., help="Run directory (or a tasks.jsonl)."),
     fmt: str = typer.Option("alpaca", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.json or .jsonl)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (never the run's own files)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Export accepted tasks as alpaca, messages (chat) or self-instruct records."""
@@ -23,7 +24,7 @@ def export(
 
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    n = do_export(run, fmt, out)
+    n = do_export(run, fmt, out, replace=force)
     if as_json:
         print_json({"rows": n, "format": fmt, "out": str(out)})
     else:
