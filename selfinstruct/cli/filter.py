@@ -33,6 +33,22 @@ def filter_command(
     minhash_threshold: Annotated[
         float | None, typer.Option(help="Near-duplicate at estimated Jaccard >= this (default: 0.8).")
     ] = None,
+    semantic_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Semantic near-duplicate at embedding cosine > this (default: 0.8; stage off unless "
+            "named in --filters or given a threshold)."
+        ),
+    ] = None,
+    ifd_top_share: Annotated[
+        float | None, typer.Option(help="Score kept records by IFD and keep this top share (0, 1].")
+    ] = None,
+    ifd_threshold: Annotated[
+        float | None, typer.Option(help="Score kept records by IFD and reject those below this.")
+    ] = None,
+    ifd_model: Annotated[
+        Path | None, typer.Option(help="Causal LM directory for IFD (default: the embedded model).")
+    ] = None,
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Record malformed lines as `malformed` rejects instead of stopping.")
     ] = False,
@@ -45,13 +61,19 @@ def filter_command(
     from selfinstruct.filters.dataset import KEPT, REJECTS, filter_file
     from selfinstruct.jsonl import first_error
 
-    config = _config(filters, rouge_threshold, minhash_threshold)
+    config = _config(filters, rouge_threshold, minhash_threshold, semantic_threshold)
+    if ifd_top_share is not None or ifd_threshold is not None or ifd_model is not None:
+        config["ifd"] = {
+            "top_share": ifd_top_share,
+            "threshold": ifd_threshold,
+            "model": None if ifd_model is None else str(ifd_model),
+        }
     try:
         resolved = FilterConfig.model_validate(config)
     except ValidationError as e:
         raise SelfInstructError("filter config: {}: {}".format(*first_error(e))) from None
     if not as_json:
-        notes = _notes(resolved, rouge_threshold, minhash_threshold)
+        notes = _notes(resolved, rouge_threshold, minhash_threshold, semantic_threshold)
         console.print(Text("filters", style="bold").append(": " + ", ".join(notes)))
     bar = progress = None
     if not as_json and err_console.is_terminal:
@@ -82,12 +104,15 @@ def filter_command(
     console.print(plain(f"wrote {out / KEPT} and {out / REJECTS}", None))
 
 
-def _config(filters: str | None, rouge: float | None, minhash: float | None) -> dict:
+def _config(filters: str | None, rouge: float | None, minhash: float | None, semantic: float | None) -> dict:
     """The FilterConfig as a dict: the chosen stages, with the thresholds given on the command line."""
     from selfinstruct.filters import FilterConfig
 
-    stages = tuple(FilterConfig.model_fields)
-    names = stages if filters is None else [s.strip() for s in filters.split(",") if s.strip()]
+    # ifd and rating score a whole set after the chain and have options of their own.
+    stages = tuple(s for s in FilterConfig.model_fields if s not in ("ifd", "rating"))
+    # The semantic stage loads an embedding model: it runs when named, or when given a threshold.
+    default = [s for s in stages if s != "semantic"] + (["semantic"] if semantic is not None else [])
+    names = default if filters is None else [s.strip() for s in filters.split(",") if s.strip()]
     if not names or any(s not in stages for s in names):
         raise SelfInstructError(
             f"`--filters` must be a comma-separated subset of {', '.join(stages)}, got {filters!r}"
@@ -95,6 +120,7 @@ def _config(filters: str | None, rouge: float | None, minhash: float | None) -> 
     for flag, value, stage in (
         ("--rouge-threshold", rouge, "rouge"),
         ("--minhash-threshold", minhash, "minhash"),
+        ("--semantic-threshold", semantic, "semantic"),
     ):
         if value is not None and stage not in names:
             raise SelfInstructError(f"`{flag}` needs the {stage} filter, but --filters is {filters!r}")
@@ -106,13 +132,17 @@ def _config(filters: str | None, rouge: float | None, minhash: float | None) -> 
     if "rouge" in names:
         # kept.jsonl keeps input records as they are: rouge_max has nowhere to go, so skip its wider search.
         config["rouge"] = {"report_floor": None} | ({} if rouge is None else {"threshold": rouge})
+    if "semantic" in names:
+        config["semantic"] = {} if semantic is None else {"threshold": semantic}
     return config
 
 
-def _notes(resolved: FilterConfig, rouge: float | None, minhash: float | None) -> list[str]:
+def _notes(
+    resolved: FilterConfig, rouge: float | None, minhash: float | None, semantic: float | None
+) -> list[str]:
     """One note per stage run, saying whether its threshold came from the command line."""
     notes = ["heuristics (defaults)"] if resolved.heuristics is not None else []
-    for name, flag in (("minhash", minhash), ("rouge", rouge)):
+    for name, flag in (("minhash", minhash), ("rouge", rouge), ("semantic", semantic)):
         if (section := getattr(resolved, name)) is not None:
             notes.append(f"{name} threshold={section.threshold} ({'default' if flag is None else 'set'})")
     return notes

