@@ -71,6 +71,7 @@ CASES = [
     seeds("infinity", '{"instruction": "x", "output": "y", "score": Infinity}\n', ":1: Infinity is not JSON"),
     seeds("minus_infinity", TASK + '\n{"instruction": "x", "output": -Infinity}\n', ":2: -Infinity is not JSON"),
     seeds("float_overflow", '{"instruction": "x", "output": "y", "p": 1e999}\n', ":1: number 1e999 overflows"),
+    seeds("duplicate_long_key", '{"' + "k" * 10**6 + '": 1, "' + "k" * 10**6 + '": 2}\n', ":1: " + "k" * 79 + "…: duplicate key"),
     seeds("duplicate_key", '{"instruction": "x", "output": "y", "output": "z"}\n', ":1: output: duplicate key"),
     seeds("duplicate_nested_key", '{"instruction": "x", "instances": [{"input": "a", "input": "b", "output": "c"}]}\n', ":1: input: duplicate key"),
     seeds("duplicate_key_in_array", "[\n" + EXAMPLE + ',\n{"instruction": "x", "instruction": "y", "output": "z"}\n]', ":3: instruction: duplicate key", "in.json"),
@@ -284,6 +285,11 @@ def test_seed_file_through_a_pipe_is_read_once(case_dir):
         cwd=case_dir, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0 and '"tasks": 1' in res.stdout, res.stderr
+    res = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m selfinstruct filter <(cat "{seeds_file}") --out out --json'],
+        cwd=case_dir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0 and json.loads(res.stdout)["records"] == 175, res.stderr
 
 
 def test_utf8_bom_and_crlf_are_read(case_dir):
