@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ _EXAMPLE_FIELDS = {"id", "instruction", "input", "output", "is_classification", 
 # difflib ratio at or above which an unknown key counts as a typo of a known one: "ouptut" scores 0.83 against
 # "output" and "is_clasification" 0.97, while real source fields stay far below ("metadata" 0.67, "name" 0.5).
 _TYPO_RATIO = 0.8
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def input_files(path: str | Path) -> list[Path]:
@@ -151,6 +153,8 @@ def to_task(obj: dict, *, file: str | Path, line: int, prefix: str = "") -> Task
         raise fail(
             "instances", "missing: a task needs `instances` (or `output`, for an Alpaca-style example)"
         )
+    if isinstance(obj.get("id"), str) and _CONTROL.search(obj["id"]):  # ids are printed, paths and keys
+        raise fail("id", f"holds a control character, got {_type(obj['id'])}")
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise fail("meta", f"must be an object, got {_type(meta)}")

@@ -99,6 +99,7 @@ CASES = [
     seeds("bool_as_string", '{"instruction": "x", "output": "y", "is_classification": "yes"}\n', ":1: is_classification: must be true or false"),
     seeds("array_element_field", "[" + EXAMPLE + ', {"instruction": 5, "output": "y"}]', ":1: [1].instruction: must be a string", "in.json"),
     seeds("duplicate_id", '{"id": "a", "instruction": "x", "output": "y"}\n{"id": "a", "instruction": "z", "output": "w"}\n', ":2: id: duplicate id 'a'"),
+    seeds("control_in_id", '{"id": "t\\u001b[2J", "instruction": "x", "output": "y"}\n', ':1: id: holds a control character, got string "t\\u001b[2J"'),
     seeds("lone_surrogate", '{"instruction": "x \\ud83d", "output": "y"}\n', ":1: holds half a surrogate pair"),
     seeds("escape_in_value", '{"instruction": "x", "output": "y", "is_classification": "\\u001b[2J"}\n', ":1: is_classification"),
     seeds("escape_in_file_name", '{"instruction": 1}\n', ":1: instruction", file="bad\x1b[2J.jsonl"),
