@@ -353,3 +353,19 @@ def test_read_json_is_as_strict_as_records(tmp_path, text, expect):
     assert str(info.value).startswith(str(path) + expect)
     path.write_text('{"ok": [1, 2.5, "\\u00e9"]}')
     assert read_json(path) == {"ok": [1, 2.5, "é"]}
+
+
+def test_the_printer_keeps_styles_and_drops_control_characters():
+    """On a real terminal rich's own colour codes pass; the same bytes inside text do not."""
+    import io
+
+    from rich.text import Text
+
+    from selfinstruct.cli.app import SafeConsole
+
+    out = io.StringIO()
+    console = SafeConsole(file=out, force_terminal=True, color_system="standard", markup=False)
+    console.print(Text("ok", style="red"), Text(f"bad{ESC}\x9b2J\u202eevil\rx"))
+    text = out.getvalue()
+    assert "\x1b[31mok" in text  # the style
+    assert "bad\ufffd[2J\ufffd2J\ufffdevil" in text and ESC not in text and "\r" not in text

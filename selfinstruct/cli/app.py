@@ -23,7 +23,8 @@ from selfinstruct.errors import SelfInstructError
 from selfinstruct.signals import Stopped, reap_children, stop_on_signals, unwrap_stop
 
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional overrides too (U+202A-E, U+2066-9): they make a terminal show text in another order than it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class SafeConsole(Console):
