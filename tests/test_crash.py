@@ -39,11 +39,21 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
 
 
+def _complete(lines: list[str]) -> list[str]:
+    return lines[:-1] if lines and not lines[-1].endswith("\n") else lines  # a kill may tear the last one
+
+
 def _check(out: Path) -> tuple[list[str], list[str]]:
-    tasks, rejects = _lines(out / "tasks.jsonl"), _lines(out / "rejects.jsonl")
+    tasks, rejects = _complete(_lines(out / "tasks.jsonl")), _complete(_lines(out / "rejects.jsonl"))
     for name, lines in (("tasks", tasks), ("rejects", rejects)):
         ids = [json.loads(line)["id"] for line in lines]  # every line parses
         assert len(ids) == len(set(ids)), f"duplicate ids in {name}"
+    answered = [
+        (e["round"], e["request"])
+        for e in map(json.loads, _complete(_lines(out / "journal.jsonl")))
+        if e["ev"] == "completion"
+    ]
+    assert len(answered) == len(set(answered)), "a journaled request was asked again"
     return tasks, rejects
 
 
@@ -74,10 +84,13 @@ def test_kill_nine_at_several_points_then_resume(tmp_path):
     out = tmp_path / "run"
     kept: list[str] = []
 
+    rejected: list[str] = []
+
     def assert_nothing_lost() -> None:
-        tasks, _ = _check(out)
+        tasks, rejects = _check(out)
         assert tasks[: len(kept)] == kept, "an accepted line changed or vanished"
-        kept[:] = tasks
+        assert rejects[: len(rejected)] == rejected, "a reject line changed or vanished"
+        kept[:], rejected[:] = tasks, rejects
 
     # 1. early: before the engine is up
     proc = _start(out)
@@ -127,4 +140,25 @@ def test_kill_nine_at_several_points_then_resume(tmp_path):
     assert_nothing_lost()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stop_reason"] in ("target_reached", "max_rounds", "no_progress")
-    assert manifest["counts"]["accepted"] == len(kept)
+    assert manifest["counts"]["accepted"] == len(kept) > 0
+    assert manifest["counts"]["rejected"] == len(rejected)
+
+
+def test_sigterm_on_the_real_engine_stops_cleanly_and_leaves_no_child(tmp_path):
+    import psutil
+
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for(
+        lambda: (out / "journal.jsonl").exists() and (out / "journal.jsonl").stat().st_size > 0, proc, 600
+    )
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "vLLM's engine runs in a process of its own"
+    os.kill(proc.pid, signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 143, log[-3000:]
+    assert "Traceback" not in log
+    assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stop_reason"] == "stopped: SIGTERM"
+    _check(out)

@@ -42,33 +42,32 @@ def serve(
         plain(f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", None),
         soft_wrap=True,
     )
-    try:
-        with start_server(
-            model,
-            host=host,
-            port=port,
-            served_model_name=name,
-            max_model_len=max_model_len,
-            log_path=log_file,
-            extra_args=list(ctx.args),
-        ) as server:
-            say = lambda text, **kw: console.print(text, soft_wrap=True, highlight=False, **kw)  # noqa: E731
-            say(
-                Text("serving ")
-                .append(server.model_name, style="bold")
-                .append(" at ")
-                .append(server.base_url, style="bold green")
+    # SIGINT/SIGTERM raise `Stopped` (cli/app.py): start_server stops the server and its engine on the way out.
+    with start_server(
+        model,
+        host=host,
+        port=port,
+        served_model_name=name,
+        max_model_len=max_model_len,
+        log_path=log_file,
+        extra_args=list(ctx.args),
+    ) as server:
+        say = lambda text, **kw: console.print(text, soft_wrap=True, highlight=False, **kw)  # noqa: E731
+        say(
+            Text("serving ")
+            .append(server.model_name, style="bold")
+            .append(" at ")
+            .append(server.base_url, style="bold green")
+        )
+        url, name = server.base_url, server.model_name
+        say(f"recipe: backend: {{kind: openai, base_urls: [{url}], model: {name}}}")
+        say(
+            plain(
+                f"log: {server.log_path} (server pid {server.process.pid}); Ctrl-C or SIGTERM stops the server",
+                None,
             )
-            url, name = server.base_url, server.model_name
-            say(f"recipe: backend: {{kind: openai, base_urls: [{url}], model: {name}}}")
-            say(
-                plain(
-                    f"log: {server.log_path} (server pid {server.process.pid}); Ctrl-C stops the server", None
-                )
-            )
-            code = server.process.wait()
-            say(Text(f"the server exited with code {code}", style="red").append("; last lines of its log:"))
-            say(plain(server.log_tail(), None))
-            raise typer.Exit(1)
-    except KeyboardInterrupt:
-        console.print("stopped")
+        )
+        code = server.process.wait()
+        say(Text(f"the server exited with code {code}", style="red").append("; last lines of its log:"))
+        say(plain(server.log_tail(), None))
+        raise typer.Exit(1)

@@ -56,7 +56,15 @@ def served(embedded_model):
     cmd += ["--model", str(embedded_model), "--port", str(port), "--max-model-len", "2048"]
     cmd += ["--", "--max-num-seqs", "200"]  # passed through to vLLM unchanged
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # Started as from a script's `cmd &`: SIGINT inherited ignored, so only our own handlers can stop it.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     lines: queue.Queue = queue.Queue()
 
     def pump():
@@ -67,17 +75,18 @@ def served(embedded_model):
     threading.Thread(target=pump, daemon=True).start()
     s = Served(proc, lines)
     try:
-        s.read_until("Ctrl-C stops the server", timeout_s=600)  # the last line printed once healthy
+        s.read_until("stops the server", timeout_s=600)  # the last line printed once healthy
         [line] = [line for line in s.output if line.startswith("serving ")]
         s.model_name, s.base_url = line.split()[1], line.split()[-1]
         s.children = psutil.Process(proc.pid).children(recursive=True)
         yield s
     finally:
-        # Ctrl-C, as a user would: the command stops the server and its engine, then exits 0
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, as a supervisor or `kill` sends it: the command stops the server and its engine, then
+        # exits 143 (128 + SIGTERM) with nothing left running.
+        proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
     s.read_until("stopped", timeout_s=5)
-    assert rc == 0
+    assert rc == 143
     assert not [p for p in s.children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     with pytest.raises(httpx.TransportError):
         httpx.get(s.base_url.removesuffix("/v1") + "/health", timeout=2)
