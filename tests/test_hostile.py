@@ -107,6 +107,8 @@ CASES = [
     Case("missing_file", ["seeds", "validate", "{d}/nowhere.jsonl"], {}, "{d}/nowhere.jsonl: no such file"),
     Case("dir_without_data", ["seeds", "validate", "{d}"], {"README.md": "x"}, "directory holds no .jsonl"),
     Case("dev_zero", ["seeds", "validate", "/dev/zero"], {}, "/dev/zero:1: line longer than 16 MiB"),
+    Case("root_bad_option", ["--bogus"], {}, "No such option: --bogus", code=2),
+    Case("unknown_command", [f"nosuch{ESC}"], {}, "No such command", code=2),
     Case("seeds_no_path", ["seeds", "validate"], {}, "Missing argument", code=2),
     # --- filter ------------------------------------------------------------------------------------------------
     Case("filter_deep_array_skip", ["filter", "{d}/in.json", "--out", "{d}/out", "--skip-bad-lines"], {"in.json": "[" * DEEP}, "{d}/in.json:1: nested deeper"),

@@ -86,6 +86,16 @@ def _one_line(e: Exception) -> str:
     return str(e)
 
 
+def _usage_line(e: UsageError) -> None:
+    """A bad flag: one line, like every other error, and click's exit code 2."""
+    hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+    err_console.print(
+        Text("error: ", style="bold red").append(plain(e.format_message().rstrip(".") + hint, None)),
+        soft_wrap=True,
+    )
+    raise typer.Exit(2) from None
+
+
 class _Group(TyperGroup):
     def invoke(self, ctx):
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
@@ -95,13 +105,8 @@ class _Group(TyperGroup):
                 return super().invoke(ctx)
         except NoArgsIsHelpError:
             raise
-        except UsageError as e:  # a bad flag: one line, like every other error, and exit code 2
-            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-            err_console.print(
-                Text("error: ", style="bold red").append(plain(e.format_message().rstrip(".") + hint, None)),
-                soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
+        except UsageError as e:  # a bad flag of a command
+            _usage_line(e)
         except (SelfInstructError, OSError) as e:  # OSError: the disk, a path, permissions; never our bug
             err_console.print(
                 Text("error: ", style="bold red").append(plain(_one_line(e), None)), soft_wrap=True
@@ -112,6 +117,14 @@ class _Group(TyperGroup):
             raise typer.Exit(e.exit_code) from None
         finally:
             reap_children()
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:  # a bad option before the command (`selfinstruct --bogus`)
+            _usage_line(e)
 
     def list_commands(self, ctx):  # keep the order commands were registered in (data-flow order)
         return list(self.commands)
