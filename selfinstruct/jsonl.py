@@ -65,13 +65,13 @@ def strip_bom(path: str | Path, head: bytes) -> bytes:
     return head.removeprefix(codecs.BOM_UTF8)
 
 
-def decode(path: str | Path, data: bytes, *, line: int | None = None) -> str:
-    """UTF-8 bytes to text; an error names the line (counted in `data` unless `line` is given)."""
+def decode(path: str | Path, data: bytes, *, line: int | None = None, first_line: int = 1) -> str:
+    """UTF-8 bytes to text; an error names the line: `line`, or counted in `data` from `first_line`."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         if line is None:
-            line = data.count(b"\n", 0, e.start) + 1
+            line = data.count(b"\n", 0, e.start) + first_line
             col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         else:
             col = e.start + 1
@@ -207,31 +207,32 @@ def iter_json_records(
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     with f:
-        head: list[bytes] = []
-        while True:  # up to the first line with content: `[` starts an array, anything else is JSONL
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            head.append(strip_bom(path, raw) if not head else raw)
-            if not raw or raw.strip():
-                break
-        first = head[-1].lstrip()
-        if not first:
+        blank, raw = 0, strip_bom(path, f.readline(MAX_LINE_BYTES + 1))
+        while raw and not raw.strip():  # counted, not kept: `yes ''` must not fill memory
+            blank, raw = blank + 1, f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
             raise InputError(path, "file is empty", line=1)
-        if first.startswith(b"["):
-            yield from _iter_array(path, b"".join(head), f)
+        # The first line with content decides: `[` starts an array, anything else is JSON Lines.
+        if raw.lstrip().startswith(b"["):
+            yield from _iter_array(path, raw, f, first_line=blank + 1)
         else:
-            lines = _chain(head, iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""))
-            yield from _iter_lines(path, lines, bad_lines, unfinished_tail)
+            lines = _chain(raw, iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""))
+            yield from _iter_lines(path, lines, bad_lines, unfinished_tail, first_line=blank + 1)
 
 
-def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from head
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
     yield from rest
 
 
 def _iter_lines(
-    path: Path, lines: Iterable[bytes], bad_lines: list[InputError] | None, unfinished_tail: bool
+    path: Path,
+    lines: Iterable[bytes],
+    bad_lines: list[InputError] | None,
+    unfinished_tail: bool,
+    first_line: int,
 ) -> Iterator[tuple[int, None, dict]]:
-    for n, raw in enumerate(lines, start=1):
+    for n, raw in enumerate(lines, start=first_line):
         if len(raw) > MAX_LINE_BYTES:
             raise InputError(
                 path,
@@ -286,15 +287,16 @@ def _lone_surrogate(obj: dict) -> bool:
     return False
 
 
-def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, int, dict]]:
-    """Elements of a JSON array file, decoded one at a time so each error knows its element's line."""
+def _iter_array(path: Path, head: bytes, f: IO[bytes], first_line: int) -> Iterator[tuple[int, int, dict]]:
+    """Elements of a JSON array file, decoded one at a time so each error knows its element's line.
+    `head` is the array's first line, which is line `first_line` of the file."""
     data = head + f.read(MAX_ARRAY_BYTES + 1 - len(head))
     if len(data) > MAX_ARRAY_BYTES:
         raise InputError(path, f"larger than {_size(MAX_ARRAY_BYTES)} (the limit for a JSON array file)")
-    text = decode(path, data)
+    text = decode(path, data, first_line=first_line)
     if (deep := _too_deep(text)) is not None:
-        raise InputError(path, _DEEP, line=text.count("\n", 0, deep) + 1)
-    pos, line, prev = text.index("[") + 1, 1, 0
+        raise InputError(path, _DEEP, line=text.count("\n", 0, deep) + first_line)
+    pos, line, prev = text.index("[") + 1, first_line, 0
     check = bool(_SURROGATE_ESCAPE.search(text))
     index = 0
     while True:
@@ -304,7 +306,7 @@ def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, in
         if text.startswith("]", pos) and index == 0:
             pos += 1
             break
-        obj, pos = _decode_value(path, text, pos, line)
+        obj, pos = _decode_value(path, text, pos, line, first_line)
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=line)
         if check and _lone_surrogate(obj):
@@ -318,11 +320,11 @@ def _iter_array(path: Path, head: bytes, f: IO[bytes]) -> Iterator[tuple[int, in
             pos += 1
             break
         else:
-            where = text.count("\n", 0, pos) + 1
+            where = text.count("\n", 0, pos) + first_line
             raise InputError(path, "malformed JSON (expected ',' or ']' after an array element)", line=where)
     if _WS.match(text, pos).end() != len(text):
         raise InputError(
-            path, "malformed JSON (extra data after the array)", line=text.count("\n", 0, pos) + 1
+            path, "malformed JSON (extra data after the array)", line=text.count("\n", 0, pos) + first_line
         )
 
 

@@ -371,3 +371,13 @@ def test_the_printer_keeps_styles_and_drops_control_characters():
     text = out.getvalue()
     assert "\x1b[31mok" in text  # the style
     assert "bad\ufffd[2J\ufffd2J\ufffdevil" in text and ESC not in text and "\r" not in text
+
+
+def test_leading_blank_lines_keep_line_numbers(case_dir):
+    """Blank lines before the first record are counted, not kept (an endless `yes ''` must not fill memory)."""
+    jsonl, array = case_dir / "a.jsonl", case_dir / "a.json"
+    jsonl.write_text("\n\n  \n" + TASK + "\n{bad\n")
+    array.write_text("\n\n[\n" + EXAMPLE + ",\n" + '{"instruction": 1, "output": "y"}' + "\n]")
+    for path, expect in ((jsonl, ":5: malformed JSON"), (array, ":5: [1].instruction: must be a string")):
+        res = runner.invoke(app, ["seeds", "validate", str(path)])
+        assert res.exit_code == 1 and f"{path}{expect}" in res.stderr, res.output
