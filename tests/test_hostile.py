@@ -131,6 +131,7 @@ CASES = [
     Case("audit_limit_not_int", ["audit", "{d}", "--limit", "many"], {}, "--limit", code=2),
     # --- readmit -----------------------------------------------------------------------------------------------
     Case("readmit_escape_id", ["readmit", "{d}/run", "--ids", f"rej-1{ESC}"], {"run/tasks.jsonl": ""}, "--ids: 'rej-1\\x1b[2J' holds a control character"),
+    Case("readmit_escape_by", ["readmit", "{d}/run", "--ids", "rej-1", "--by", f"ana{ESC}"], {"run/tasks.jsonl": ""}, "--by: 'ana\\x1b[2J' holds a control character"),
     Case("readmit_no_ids", ["readmit", "{d}/run"], {"run/tasks.jsonl": ""}, "Missing option '--ids'", code=2),
     # --- generate / run: recipe errors only (no engine starts) -------------------------------------------------
     Case("recipe_utf16", ["generate", "{d}/r.yaml"], {"r.yaml": RECIPE.encode("utf-16")}, "{d}/r.yaml:1: UTF-16 text"),

@@ -27,6 +27,8 @@ def readmit(
     for value in ids:  # no id we write holds one; such an id could only come from a crafted file
         if has_control(value):
             fail(f"--ids: {value!r} holds a control character; no reject id does")
+    if by is not None and has_control(by):  # recorded in the manifest, shown by audit
+        fail(f"--by: {by!r} holds a control character")
     entries, live = do_readmit(run, ids, by=by)
     if as_json:
         print_json({"run": str(run), "readmitted": [e.model_dump() for e in entries], "live_writer": live})
