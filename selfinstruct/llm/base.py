@@ -1,4 +1,5 @@
-"""The LLM interface: requests in, one completion per request out, in input order (STYLE rule 12).
+"""The LLM interface: requests in, one completion per request out, in input order (STYLE rule 12), or
+streamed as they finish with a bounded number in flight.
 
 Engine settings live with each backend; sampling settings live in `Sampling`, per request. This module
 knows nothing of tasks, filters or files.
@@ -6,7 +7,8 @@ knows nothing of tasks, filters or files.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -70,12 +72,36 @@ class Completion(BaseModel):
 
 
 class Backend(Protocol):
-    """What the loop needs from a model server. `generate` never raises for one bad request:
-    that request's Completion carries the error. It raises only when the whole backend is unusable."""
+    """What the loop needs from a model server. `generate` and `stream` never raise for one bad request:
+    that request's Completion carries the error. They raise only when the whole backend is unusable."""
 
     name: str
     model: str
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
 
+    def stream(
+        self, requests: Iterable[Request], *, max_in_flight: int | None = None
+    ) -> Iterator[Completion]:
+        """Completions as they finish, any order, each carrying its `request_id`; at most `max_in_flight`
+        requests outstanding (None: the backend's own bound). `requests` is pulled only when there is room,
+        so it may be a lazy generator deciding the next request from the completions seen so far. Closing
+        the iterator early aborts every request still in flight and leaves the backend usable."""
+        ...
+
     def close(self) -> None: ...
+
+
+def stream(
+    backend: Backend, requests: Iterable[Request], *, max_in_flight: int | None = None
+) -> Iterator[Completion]:
+    """`backend.stream(...)`, or for a backend with only `generate` (a test double), the same contract
+    met with barriers: up to `max_in_flight` requests (default 64) pulled, generated, yielded, repeat."""
+    if hasattr(backend, "stream"):
+        return backend.stream(requests, max_in_flight=max_in_flight)
+    return _in_batches(backend, iter(requests), max_in_flight or 64)
+
+
+def _in_batches(backend: Backend, source: Iterator[Request], size: int) -> Iterator[Completion]:
+    while batch := list(islice(source, size)):
+        yield from backend.generate(batch)

@@ -12,7 +12,11 @@ What it guarantees, because a long generation run meets every kind of network tr
 - the API key is read from the environment variable named by `api_key_env` at request time and never appears
   in a repr, log line or error message.
 
-`generate` is synchronous (it runs its own event loop) so callers stay simple. Knows nothing of tasks, files.
+`generate` is synchronous (it runs its own event loop) so callers stay simple. `stream` keeps at most
+`max_in_flight` requests outstanding (default: `concurrency` per replica), pulls the next request from the
+caller's iterator only when one finishes, and yields completions as they arrive; its event loop runs on a
+helper thread, while the caller's iterator is only ever advanced on the caller's thread. Knows nothing of
+tasks, files.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,23 +125,86 @@ class OpenAIBackend:
             return []
         return run_in_thread(self._generate(requests))
 
-    def close(self) -> None:
-        """Nothing to release: each `generate` opens and closes its own connection pool."""
+    def stream(
+        self, requests: Iterable[Request], *, max_in_flight: int | None = None
+    ) -> Iterator[Completion]:
+        """Completions as they arrive (any order; each carries its `request_id`), with at most
+        `max_in_flight` requests outstanding (default: `concurrency` x replicas); the same retries and
+        replica rules as `generate`. `requests` is pulled only when there is room. Closing the iterator
+        early (`.close()`, or leaving a `with contextlib.closing(...)` block) cancels what is in flight.
+        Raises `BackendDownError` like `generate`. One `generate` or `stream` at a time per backend."""
+        if max_in_flight is not None and max_in_flight < 1:
+            raise SelfInstructError(f"`max_in_flight` must be >= 1, got {max_in_flight}")
+        return self._stream(iter(requests), max_in_flight or self.config.concurrency * len(self._replicas))
 
-    # --- the batch ----------------------------------------------------------------------------------------
-    async def _generate(self, requests: list[Request]) -> list[Completion]:
+    def _stream(self, source: Iterator[Request], limit: int) -> Iterator[Completion]:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="openai-stream", daemon=True)
+        thread.start()
+
+        def call(coro):  # run a coroutine on the helper loop and wait for it
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        client = None
+        pending: set[Future] = set()
+        try:
+            client = call(self._open())
+            more = True
+            while True:
+                while more and len(pending) < limit:
+                    req = next(source, None)
+                    if req is None:
+                        more = False
+                        break
+                    pending.add(asyncio.run_coroutine_threadsafe(self._one(client, req), loop))
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()  # BackendDownError surfaces here, and the finally cancels the rest
+        finally:
+            for f in pending:
+                f.cancel()
+            if client is not None:
+                call(self._shut(client, len(pending)))
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    async def _open(self) -> httpx.AsyncClient:
+        """A client sized for every replica's concurrency; the first call checks the replicas."""
         cfg = self.config
         for rep in self._replicas:
             rep.in_flight = 0
         self._cond = asyncio.Condition()
-        limits = httpx.Limits(
-            max_connections=cfg.concurrency * len(self._replicas),
-            max_keepalive_connections=cfg.concurrency * len(self._replicas),
+        n = cfg.concurrency * len(self._replicas)
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         )
-        timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            if not self._checked:
+        if not self._checked:
+            try:
                 await self._preflight(client)
+            except BaseException:
+                await client.aclose()
+                raise
+        return client
+
+    @staticmethod
+    async def _shut(client: httpx.AsyncClient, cancelled: int) -> None:
+        """Let cancelled requests unwind (their `finally` releases the replica slots), then close."""
+        if cancelled:
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*others, return_exceptions=True)
+        await client.aclose()
+
+    def close(self) -> None:
+        """Nothing to release: each `generate` and `stream` opens and closes its own connection pool."""
+
+    # --- the batch ----------------------------------------------------------------------------------------
+    async def _generate(self, requests: list[Request]) -> list[Completion]:
+        client = await self._open()  # not `async with`: a client that has sent a request cannot re-enter
+        try:
             tasks = [asyncio.create_task(self._one(client, req)) for req in requests]
             try:
                 return list(await asyncio.gather(*tasks))
@@ -146,6 +213,8 @@ class OpenAIBackend:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
+        finally:
+            await client.aclose()
 
     async def _preflight(self, client: httpx.AsyncClient) -> None:
         """Before the first batch: is any replica reachable, and does it serve `model`? A typo in a URL or a

@@ -1,20 +1,24 @@
-"""The in-process backend: `vllm.LLM` in this process, each batch sent as ONE `generate` call so the engine's
-continuous batching keeps the device full.
+"""The in-process backend: `vllm.LLM` in this process, driven through its request-level engine API
+(`add_request` / `step` / `abort_request`), so the engine's continuous batching keeps the device full:
+`generate` queues a whole batch at once, `stream` keeps a bounded number of requests in flight and queues
+the next one as soon as one finishes.
 
 Chat requests are rendered with the model's own chat template and tokenized here, raw prompts are
 tokenized as text, and everything goes to the engine as token ids. Doing it here (rather than splitting the
-batch between `LLM.chat` and `LLM.generate`) keeps one engine call per batch, and lets a prompt the engine
-would refuse (empty, or not shorter than `max_model_len`) fail alone instead of aborting the batch: vLLM
-validates prompts while queueing them and raises for the whole call.
+batch between `LLM.chat` and `LLM.generate`) lets chat and raw requests share the engine, and lets a prompt
+the engine would refuse (empty, or not shorter than `max_model_len`) fail alone instead of aborting the
+batch: vLLM validates prompts while queueing them and raises for the whole call.
 
 This module knows nothing of tasks, filters or files. `vllm` is imported inside, so importing it is cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +95,7 @@ class VLLMBackend:
         except (RuntimeError, ValueError, OSError) as e:
             raise SelfInstructError(f"vLLM could not start on {model}: {e}") from e
         self._tokenizer = self.llm.get_tokenizer()
+        self._ids = itertools.count()  # our engine request ids (vLLM's own `generate` uses bare numbers)
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
 
     @classmethod
@@ -125,43 +130,81 @@ class VLLMBackend:
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         """One completion per request, in input order. A request that cannot be rendered or does not fit
         `max_model_len` comes back with `error` set; the rest of the batch runs."""
+        results: list[Completion | None] = [None] * len(requests)
+        for i, completion in self._run(enumerate(requests), None):
+            results[i] = completion
+        return results  # type: ignore[return-value]  # _run answers every request
+
+    def stream(
+        self, requests: Iterable[Request], *, max_in_flight: int | None = None
+    ) -> Iterator[Completion]:
+        """Completions as they finish (any order; each carries its `request_id`), with at most
+        `max_in_flight` requests in the engine (default: the engine's `max_num_seqs`, enough to keep it
+        full). `requests` is pulled only when there is room, so it may be a generator that decides the next
+        request from the completions seen so far. Closing the iterator early (`.close()`, or leaving a
+        `with contextlib.closing(...)` block on an exception) aborts every request still in flight; the
+        engine then serves the next call. One `generate` or `stream` at a time per backend."""
+        if self.llm is None:
+            raise SelfInstructError("this VLLMBackend is closed; create a new one")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise SelfInstructError(f"`max_in_flight` must be >= 1, got {max_in_flight}")
+        limit = max_in_flight or self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        return _untagged(self._run(((None, r) for r in requests), limit))
+
+    def _run(
+        self, items: Iterable[tuple[Any, Request]], limit: int | None
+    ) -> Iterator[tuple[Any, Completion]]:
+        """(tag, completion) for each (tag, request), as they finish; at most `limit` in flight (None: all)."""
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         if self.llm is None:
             raise SelfInstructError("this VLLMBackend is closed; create a new one")
-        results: list[Completion | None] = [None] * len(requests)
-        prompts, params, slots = [], [], []
-        for i, req in enumerate(requests):
-            try:
-                ids = self.prompt_ids(req)
-            except Exception as e:  # a chat template may reject a conversation (e.g. unknown role)
-                results[i] = Completion(request_id=req.id, error=f"render_failed: {type(e).__name__}: {e}")
-                continue
-            # vLLM needs at least one free position for output: prompt_len < max_model_len.
-            if not ids or len(ids) >= self.max_model_len:
-                why = (
-                    "empty prompt" if not ids else f"{len(ids)} tokens >= max_model_len {self.max_model_len}"
-                )
-                results[i] = Completion(
-                    request_id=req.id, prompt_tokens=len(ids), error=f"prompt_too_long: {why}"
-                )
-                continue
-            prompts.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(self._params(req.sampling))
-            slots.append(i)
+        engine = self.llm.llm_engine
+        source = iter(items)
+        live: dict[str, tuple[Any, Request]] = {}  # engine request id -> (tag, request)
+        more = True
+        try:
+            while True:
+                while more and (limit is None or len(live) < limit):
+                    item = next(source, None)
+                    if item is None:
+                        more = False
+                        break
+                    tag, req = item
+                    ids, error = self._checked_prompt(req)
+                    if error is not None:
+                        yield tag, error
+                        continue
+                    params = self._params(req.sampling)
+                    params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, at its end
+                    rid = f"selfinstruct-{next(self._ids)}"
+                    engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)
+                    live[rid] = (tag, req)
+                if not live:
+                    if more:
+                        continue
+                    return
+                for out in engine.step():
+                    if out.finished and out.request_id in live:
+                        tag, req = live.pop(out.request_id)
+                        yield tag, _completion(req, out)
+        finally:
+            if live:
+                # The consumer stopped early (or the engine failed): nothing of ours may stay queued.
+                engine.abort_request(list(live))
 
-        if prompts:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
-            for i, out in zip(slots, outputs, strict=True):
-                seqs = sorted(out.outputs, key=lambda o: o.index)
-                results[i] = Completion(
-                    request_id=requests[i].id,
-                    texts=[o.text for o in seqs],
-                    finish_reasons=[o.finish_reason for o in seqs],
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    completion_tokens=sum(len(o.token_ids) for o in seqs),
-                )
-        return results  # type: ignore[return-value]  # every slot is filled above
+    def _checked_prompt(self, req: Request) -> tuple[list[int], Completion | None]:
+        """The prompt's token ids, or an error Completion for a prompt the engine would refuse."""
+        try:
+            ids = self.prompt_ids(req)
+        except Exception as e:  # a chat template may reject a conversation (e.g. unknown role)
+            return [], Completion(request_id=req.id, error=f"render_failed: {type(e).__name__}: {e}")
+        # vLLM needs at least one free position for output: prompt_len < max_model_len.
+        if not ids or len(ids) >= self.max_model_len:
+            why = "empty prompt" if not ids else f"{len(ids)} tokens >= max_model_len {self.max_model_len}"
+            return ids, Completion(request_id=req.id, prompt_tokens=len(ids), error=f"prompt_too_long: {why}")
+        return ids, None
 
     def close(self) -> None:
         """Stop the engine and free its memory; the backend is unusable afterwards."""
@@ -177,3 +220,22 @@ class VLLMBackend:
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.model!r})"
+
+
+def _untagged(run: Iterator[tuple[Any, Completion]]) -> Iterator[Completion]:
+    """The completions of `run`; closing this closes `run` at once (which aborts what is in flight)."""
+    with contextlib.closing(run):
+        for _, completion in run:
+            yield completion
+
+
+def _completion(req: Request, out: Any) -> Completion:
+    """A finished `vllm.RequestOutput` as our Completion."""
+    seqs = sorted(out.outputs, key=lambda o: o.index)
+    return Completion(
+        request_id=req.id,
+        texts=[o.text for o in seqs],
+        finish_reasons=[o.finish_reason for o in seqs],
+        prompt_tokens=len(out.prompt_token_ids or []),
+        completion_tokens=sum(len(o.token_ids) for o in seqs),
+    )
