@@ -1,4 +1,5 @@
-"""SFT batching: naive padded batches (random order) vs length-grouped batches, side by side in one run.
+"""SFT throughput, side by side in one run: `--compare batching` (naive padded batches in random order vs
+length-grouped batches) or `--compare processes` (one process vs two under `torchrun`, gloo on CPU).
 
 Method: the first N records of the external Alpaca 5K file, rendered with the embedded SmolLM2 tokenizer's
 chat template and masked exactly as `selfinstruct train` does. Each strategy trains the same student from
@@ -11,12 +12,19 @@ tokenizing excluded). Passes alternate
 (random, grouped, random, grouped, ...) so load from anything else on the machine hits both alike; the
 best of `--reps` is reported.
 
+Processes: `selfinstruct train` itself runs as one process (batch B, accumulation 2A) and under
+`torchrun --standalone --nproc_per_node 2` (batch B per process, accumulation A), so both take the same global
+batch and the same number of optimizer steps over the same examples. Tokens/s is the Trainer's own count of
+non-pad tokens over its `train_runtime` (the training loop alone), from metrics.jsonl. One process uses
+torch's default threads (one per core); torchrun gives each of its processes one thread; both use the whole
+machine. Runs alternate (1, 2, 1, 2, ...) and the best of `--reps` is reported.
+
 Students: "tiny" is a randomly initialised 4-layer Llama (hidden 256) with the SmolLM2 vocabulary, fast
 enough for a 2-core CPU; "embedded" is SmolLM2-135M-Instruct itself. Padding-free packing is not measured
 here: it needs CUDA with a flash-attention kernel.
 
-Run: .venv/bin/python bench/sft.py [--model tiny|embedded] [--examples 512] [--batch 8] [--steps 24]
-                                 [--reps 1] [--threads N] [--json]
+Run: .venv/bin/python bench/sft.py [--compare batching|processes] [--model tiny|embedded] [--examples 512]
+                                 [--batch 8] [--steps 24] [--reps 1] [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,8 +124,92 @@ def run_once(model: Path, data: Path, strategy: str, batch: int, steps: int, max
     }
 
 
+def run_processes(
+    model: Path, data: Path, nproc: int, batch: int, steps: int, max_length: int, tmp: Path
+) -> dict:
+    """`selfinstruct train` in `nproc` processes with the same global batch; tokens/s from metrics.jsonl."""
+    accumulation = 2 // nproc  # 1 process: 2 micro-batches per step; 2 processes: 1 each
+    cfg = tmp / f"p{nproc}.yaml"
+    cfg.write_text(
+        "trainer:\n"
+        f"  per_device_train_batch_size: {batch}\n  gradient_accumulation_steps: {accumulation}\n"
+        "  save_strategy: 'no'\n  seed: 0\n  train_sampling_strategy: sequential\n"
+    )
+    out = tmp / f"out-p{nproc}"
+    args = [
+        "-m",
+        "selfinstruct",
+        "train",
+        "-d",
+        str(data),
+        "-o",
+        str(out),
+        "--model",
+        str(model),
+        "-c",
+        str(cfg),
+    ]
+    args += ["--max-steps", str(steps), "--max-length", str(max_length), "--json", "--fresh"]
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher = [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+        ]
+    res = subprocess.run(launcher + args, capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise SystemExit(f"{nproc}-process run failed:\n{res.stderr[-3000:]}")
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    final = next(r for r in reversed(rows) if "train_runtime" in r and "train_loss" in r)
+    tokens = final["num_input_tokens_seen"]
+    return {
+        "processes": nproc,
+        "steps": final["step"],
+        "tokens": tokens,
+        "train_seconds": round(final["train_runtime"], 2),
+        "tokens_per_s": round(tokens / final["train_runtime"], 1),
+        "final_loss": json.loads(res.stdout)["final_loss"],
+    }
+
+
+def compare_processes(args, model: Path, data: Path, tmp: Path, machine: str) -> None:
+    best: dict[int, dict] = {}
+    for _ in range(args.reps):
+        for nproc in (1, 2):
+            r = run_processes(model, data, nproc, args.batch, args.steps, args.max_length, tmp)
+            if nproc not in best or r["tokens_per_s"] > best[nproc]["tokens_per_s"]:
+                best[nproc] = r
+    report = {
+        "machine": machine,
+        "model": args.model,
+        "examples": args.examples,
+        "batch_per_process": args.batch,
+        "global_batch": 2 * args.batch,
+        "steps": args.steps,
+        "results": list(best.values()),
+        "two_over_one_tokens_per_s": round(best[2]["tokens_per_s"] / best[1]["tokens_per_s"], 2),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(
+        f"# SFT processes, {machine}, student {args.model}, {args.examples} Alpaca examples, global batch "
+        f"{2 * args.batch}, {args.steps} steps"
+    )
+    print("| processes | tokens | train s | tokens/s | final loss |")
+    print("|---|---|---|---|---|")
+    for r in report["results"]:
+        print(
+            f"| {r['processes']} | {r['tokens']} | {r['train_seconds']} | {r['tokens_per_s']} | "
+            f"{r['final_loss']:.3f} |"
+        )
+    print(f"\n2 processes / 1 process tokens/s: {report['two_over_one_tokens_per_s']}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compare", choices=["batching", "processes"], default="batching")
     p.add_argument("--model", choices=["tiny", "embedded"], default="tiny")
     p.add_argument("--examples", type=int, default=512)
     p.add_argument("--batch", type=int, default=8)
@@ -142,6 +235,12 @@ def main(argv: list[str] | None = None) -> None:
         data = tmp / "alpaca.json"
         data.write_text(json.dumps(json.loads(ALPACA.read_text())[: args.examples]))
         model = embedded if args.model == "embedded" else tiny_student(embedded, tmp / "tiny")
+        if args.compare == "processes":
+            machine = (
+                f"{os.cpu_count()}-core CPU, torch {torch.__version__}, cuda={torch.cuda.is_available()}"
+            )
+            compare_processes(args, model, data, tmp, machine)
+            return
         best: dict[str, dict] = {}
         for _ in range(args.reps):
             for strategy in ("random", "group_by_length"):
