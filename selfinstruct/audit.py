@@ -45,6 +45,14 @@ classification and instances otherwise) it is counted as accepted.
                   bin includes 1.0; accepted_below_floor counts kept tasks whose maximum the filter only
                   bounded (below its report floor), which are not binned. instruction_words: words per instruction; the last bin also holds >= 150.
 
+    coverage      {"verbs": {"instructions", "parsed", "distinct_verbs": int,
+                             "verbs": [{"verb", "count", "objects": [{"noun", "count"}]}]},
+                   "scores": {name: {"accepted": hist, "rejected": hist}},
+                   "clusters": [{"size", "share", "id", "representative"}] | null}
+                  accepted records only, recomputed from the files (coverage.py: the verb-object method and
+                  its measured accuracy); scores: semantic_cosine, ifd, rating where any record has one,
+                  hist = {"edges", "counts", "n", "mean"}; clusters only with `audit --clusters`
+
 `--stage` and `--reason` select the rejects shown in by_stage, by_reason, blockers and samples; totals, rounds
 and histograms always describe the whole run.
 """
@@ -57,6 +65,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from selfinstruct.coverage import embed_clusters, meta_scores
+from selfinstruct.coverage import summary as coverage_summary
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import iter_json_objects
 from selfinstruct.schema import Readmission, Reject
@@ -78,6 +88,7 @@ class Accepted:
     rouge_max: float | None = None
     provenance: str = "generated"
     below_floor: bool = False  # the filter only knows the highest ROUGE-L is under its report floor
+    scores: dict[str, float] = field(default_factory=dict)  # semantic / IFD / rating (coverage.meta_scores)
 
 
 @dataclass
@@ -130,6 +141,7 @@ def load_run(root: str | Path) -> AuditInput:
             _score(t.meta.get("rouge_max")),
             t.provenance,
             bool((t.meta.get("rouge_max") or {}).get("below")),
+            meta_scores(t.meta),
         )
         for t in tasks
     ]
@@ -156,6 +168,7 @@ def _read_kept(path: Path) -> list[Accepted]:
                 None,
                 _score(meta.get("rouge_max")),
                 "kept",
+                scores=meta_scores(meta),
             )
         )
     return out
@@ -200,7 +213,7 @@ def similarity(reject: Reject, pool_text: dict[str, str]) -> dict | None:
     if nid is None:
         return None
     text = ev.get("neighbour") if isinstance(ev.get("neighbour"), str) else pool_text.get(str(nid))
-    score = _score(ev.get("score", ev.get("jaccard")))
+    score = _score(ev.get("score", ev.get("jaccard", ev.get("cosine"))))
     return {"id": str(nid), "text": text, "score": score}
 
 
@@ -273,6 +286,9 @@ def summarize(
             for r in inp.readmitted
         ],
         "histograms": _histograms(inp, live, overruled),
+        "coverage": coverage_summary(
+            [a.instruction for a in inp.accepted], [a.scores for a in inp.accepted], live
+        ),
     }
 
 
@@ -390,6 +406,19 @@ def _bin_words(texts: Iterable[str | None]) -> list[int]:
     return counts
 
 
-def audit(root: str | Path, *, stage: str | None = None, reason: str | None = None, limit: int = 5) -> dict:
-    """`load_run` then `summarize`: what `selfinstruct audit` prints."""
-    return summarize(load_run(root), stage=stage, reason=reason, limit=limit)
+def audit(
+    root: str | Path,
+    *,
+    stage: str | None = None,
+    reason: str | None = None,
+    limit: int = 5,
+    clusters: bool = False,
+) -> dict:
+    """`load_run` then `summarize`: what `selfinstruct audit` prints. `clusters` embeds the kept
+    instructions (loads the semantic stage's model) to fill coverage.clusters."""
+    inp = load_run(root)
+    summary = summarize(inp, stage=stage, reason=reason, limit=limit)
+    if clusters:
+        kept = [a for a in inp.accepted if a.instruction]
+        summary["coverage"]["clusters"] = embed_clusters([a.id for a in kept], [a.instruction for a in kept])
+    return summary

@@ -340,7 +340,7 @@ def test_bad_directories_are_one_line_errors(tmp_path):
 
 SCHEMA_KEYS = {
     "": {"schema", "source", "kind", "selection", "totals", "by_stage", "by_reason", "rounds", "blockers",
-         "samples", "readmitted", "histograms"},
+         "samples", "readmitted", "histograms", "coverage"},
     "selection": {"stage", "reason", "limit"},
     "totals": {"accepted", "rejected", "readmitted", "instances_dropped", "records", "acceptance"},
     "by_stage": {"stage", "count", "share", "readmitted"},
@@ -487,9 +487,10 @@ def check_page_is_intact(page_or_dom: str, summary: dict) -> Structure:
     assert p.tags["script"] == 0 and p.tags["img"] == 0
     assert not [a for a in p.attrs if a[1].startswith("on")]  # no event handler attribute on any element
     assert not [a for a in p.attrs if "javascript:" in (a[2] or "").lower()]
+    cov = summary["coverage"]  # coverage: a verb chart, one histogram per scored stage, a clusters table
     n_tables = 3 + bool(summary["blockers"]) + len(summary["samples"]) + bool(summary["readmitted"])
-    assert p.tags["table"] == n_tables
-    assert p.tags["h2"] == 7 and p.tags["svg"] == 4
+    assert p.tags["table"] == n_tables + bool(cov["clusters"])
+    assert p.tags["h2"] == 8 and p.tags["svg"] == 4 + bool(cov["verbs"]["verbs"]) + len(cov["scores"])
     text = "".join(p.text)
     for payload in PAYLOADS + ["</td></tr></table><script>alert(3)</script>", '<script>alert("by")</script>']:
         assert payload in text, payload  # shown to the reader as text
@@ -528,7 +529,7 @@ def test_html_in_headless_chromium(tmp_path):
     page_file = tmp_path / "report.html"
     res = CliRunner().invoke(app, ["audit", str(run), "--html", str(page_file), "--limit", "4"])
     assert res.exit_code == 0, res.output
-    summary = audit(run, limit=4)
+    summary = audit(run, limit=4, clusters=True)  # --html clusters by default
     url = page_file.resolve().as_uri()
 
     dom = _chromium("--dump-dom", url, user_dir=tmp_path / "profile-dom")

@@ -82,6 +82,7 @@ def print_summary(s: dict) -> None:
                     plain(x["round"]),
                 )  # fmt: skip
         console.print(table)
+    _print_coverage(s["coverage"])
     if s["readmitted"]:
         cols = ["reject", "stage / reason", "instruction", "by", "time"]
         table = _table("readmitted (counted as accepted)", cols)
@@ -104,12 +105,20 @@ def audit(
     ] = False,
     html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")] = False,
+    clusters: Annotated[
+        bool | None,
+        typer.Option(
+            "--clusters/--no-clusters",
+            help="Cluster the kept instructions by embedding (loads a small model; default: on with --html).",
+        ),
+    ] = None,
 ) -> None:
     """Rejects by stage and reason, acceptance per round, the pool instructions that block most, samples."""
     from selfinstruct.audit import audit as do_audit
     from selfinstruct.report import render
 
-    summary = do_audit(run, stage=stage, reason=reason, limit=limit)
+    want = clusters if clusters is not None else html is not None
+    summary = do_audit(run, stage=stage, reason=reason, limit=limit, clusters=want)
     if html is not None:
         from selfinstruct.store import atomic_file, check_output
 
@@ -123,3 +132,27 @@ def audit(
         print_summary(summary)
     if html is not None:  # stdout holds exactly the JSON object under --json
         (err_console if as_json else console).print(Text(f"wrote {html}"))
+
+
+def _print_coverage(cov: dict) -> None:
+    v = cov["verbs"]
+    title = f"leading verbs of kept instructions ({v['parsed']} of {v['instructions']} parsed)"
+    table = _table(title, ["verb", "count", "most frequent objects"], frozenset({1}))
+    for row in v["verbs"]:
+        objects = ", ".join(f"{o['noun']} {o['count']}" for o in row["objects"])
+        table.add_row(plain(row["verb"]), str(row["count"]), plain(objects))
+    console.print(table)
+    for name, h in cov["scores"].items():
+        acc, rej = h["accepted"], h["rejected"]
+        console.print(
+            plain(
+                f"{name}: accepted n={acc['n']} mean={num(acc['mean'])}, rejected n={rej['n']} mean={num(rej['mean'])}"
+            )
+        )
+    if cov.get("clusters"):
+        table = _table(
+            "clusters of the embedding space", ["size", "share", "representative"], frozenset({0, 1})
+        )
+        for c in cov["clusters"]:
+            table.add_row(str(c["size"]), pct(c["share"]), plain(c["representative"]))
+        console.print(table)
