@@ -320,6 +320,7 @@ def test_alpaca_examples():
             [("A b c.", "", "d"), ("E f g.", "h", "i")],
         ),
         ("Instruction: Solve.\nInput: x\nAnswer: 4", [("Solve.", "x", "4")]),
+        ("Instructions: Solve.\nInput: x\nOutput: 4", [("Solve.", "x", "4")]),
         ("Instruction: Solve.\nOutput: Step 1\nAnswer: 4", [("Solve.", "", "Step 1\nAnswer: 4")]),
     ],
 )

@@ -234,10 +234,13 @@ def _self_instruct_split(text: str, rec: _Record) -> _Record:
 
 def read_examples(text: str, *, truncated: bool = False) -> Reading[tuple[str, Instance]]:
     """(instruction, instance) pairs from Alpaca-style "Instruction/Input/Output" records; Input is optional,
-    the answer label is "Output", else "Answer", else "Response", as for instances."""
-    ans = _pick(set(_label_names(text)), ("output", "answer", "response"))
-    names = {"instruction": "instruction", "input": "input", ans: "output"}
-    shown = {"instruction": "Instruction", "input": "Input", "output": ans.capitalize()}
+    the answer label is "Output", else "Answer", else "Response", as for instances; the instruction label is
+    "Instruction", else "Instructions"."""
+    present = set(_label_names(text))
+    ans = _pick(present, ("output", "answer", "response"))
+    ins = _pick(present, ("instruction", "instructions"))
+    names = {ins: "instruction", "input": "input", ans: "output"}
+    shown = {"instruction": ins.capitalize(), "input": "Input", "output": ans.capitalize()}
     recs = _records(text, names, "instruction")
     out: list[tuple[str, Instance]] = []
     unparsed: list[Unparsed] = []
@@ -255,5 +258,9 @@ def read_examples(text: str, *, truncated: bool = False) -> Reading[tuple[str, I
         out.append((got["instruction"], inst))
     found = "" if recs else ("empty text" if not text.strip() else "no Instruction: labels")
     return Reading(
-        out, "Instruction:/Input:/Output: examples", unparsed, f"Instruction/Input/{shown['output']}", found
+        out,
+        "Instruction:/Input:/Output: examples",
+        unparsed,
+        f"{shown['instruction']}/Input/{shown['output']}",
+        found,
     )
