@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps, read_records
-from selfinstruct.schema import Example, Task
+from selfinstruct.schema import Example, Reject, Task
 from selfinstruct.store import MANIFEST, TASKS, atomic_file, check_output, read_jsonl
+
+if TYPE_CHECKING:  # the filters package imports datasketch: too slow for `--help`, which imports FORMATS
+    from selfinstruct.filters.config import IFDConfig
 
 Format = Literal["alpaca", "messages", "self-instruct"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -61,11 +64,28 @@ def rows(tasks: Iterable[Task], fmt: Format) -> list[dict]:
     raise ValueError(f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def export(source: str | Path, fmt: Format, out: str | Path, *, replace: bool = False) -> int:
+def export(
+    source: str | Path,
+    fmt: Format,
+    out: str | Path,
+    *,
+    replace: bool = False,
+    ifd: IFDConfig | None = None,
+    dropped: list[Reject] | None = None,
+) -> int:
     """Write `out` atomically; alpaca goes to a JSON array unless `out` ends in .jsonl. Returns rows written.
-    Never over the source or a run's own files; over another existing file only with `replace`."""
+    Never over the source or a run's own files; over another existing file only with `replace`.
+
+    With `ifd`, only tasks that pass its rules (top share, threshold, IFD < 1) are written; tasks without a
+    stored meta["ifd"] are scored first (filters.ifd). Tasks left out are appended to `dropped` as rejects
+    with their score and the cut-off, so the caller can show or keep them."""
     out = check_output(out, inputs=[source], replace=replace)
-    data = rows(read_tasks(source), fmt)
+    tasks = read_tasks(source)
+    if ifd is not None:
+        tasks, rejected = _select_by_ifd(tasks, ifd)
+        if dropped is not None:
+            dropped.extend(rejected)
+    data = rows(tasks, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as f:
         if fmt == "alpaca" and out.suffix != ".jsonl":
@@ -73,3 +93,13 @@ def export(source: str | Path, fmt: Format, out: str | Path, *, replace: bool = 
         else:
             f.writelines(dumps(r) + "\n" for r in data)
     return len(data)
+
+
+def _select_by_ifd(tasks: list[Task], config: IFDConfig) -> tuple[list[Task], list[Reject]]:
+    from selfinstruct.filters.ifd import IFDScorer, select
+
+    todo = [t for t in tasks if t.instances and "ifd" not in t.meta]
+    if todo:  # score once, in one batched pass, only what the run did not score already
+        scored = {t.id: t for t in IFDScorer(config).score(todo)}
+        tasks = [scored.get(t.id, t) for t in tasks]
+    return select(tasks, config)

@@ -90,3 +90,25 @@ def test_filter_command_keeps_the_top_share(tmp_path, embedded_model):
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert {r["record"]["instruction"] for r in rejects} == {TRIPLES[0][0], TRIPLES[2][0]}
     assert all(r["evidence"]["ifd"] < r["evidence"]["cutoff"] for r in rejects)
+
+
+def test_export_keeps_the_top_share_by_ifd(tmp_path, embedded_model):
+    from selfinstruct.export import export
+
+    run = tmp_path / "tasks.jsonl"
+    tasks = [
+        Task(id=f"t{i}", instruction=i_, instances=[Instance(input=x, output=o)])
+        for i, (i_, x, o) in enumerate(TRIPLES)
+    ]
+    # t3 was scored by the run already: its stored score is used, not recomputed.
+    tasks[3] = tasks[3].model_copy(update={"meta": {"ifd": 0.99}})
+    run.write_text("".join(t.model_dump_json() + "\n" for t in tasks))
+    dropped = []
+    ifd = IFDConfig(model=str(embedded_model), top_share=0.5)
+    n = export(run, "alpaca", tmp_path / "out.jsonl", ifd=ifd, dropped=dropped)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert n == 2 and [r["instruction"] for r in rows] == [TRIPLES[1][0], TRIPLES[3][0]]
+    assert {r.record["id"] for r in dropped} == {"t0", "t2"}
+    assert all(
+        r.reason == "ifd_not_in_top_share" and r.evidence["ifd"] < r.evidence["cutoff"] for r in dropped
+    )
