@@ -49,6 +49,20 @@ def filter_command(
     ifd_model: Annotated[
         Path | None, typer.Option(help="Causal LM directory for IFD (default: the embedded model).")
     ] = None,
+    rating_threshold: Annotated[
+        float | None,
+        typer.Option(help="Rate kept records 0-5 with an LLM judge and reject those below this."),
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The judge: a checkpoint directory (in process) or, with --judge-base-url, a served "
+            "model name (default: the embedded 135M model, which is weak)."
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible server for the judge (needs --judge-model).")
+    ] = None,
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Record malformed lines as `malformed` rejects instead of stopping.")
     ] = False,
@@ -72,9 +86,17 @@ def filter_command(
         resolved = FilterConfig.model_validate(config)
     except ValidationError as e:
         raise SelfInstructError("filter config: {}: {}".format(*first_error(e))) from None
+    if rating_threshold is not None or judge_model is not None or judge_base_url is not None:
+        config["rating"] = {"threshold": rating_threshold, "backend": _judge(judge_model, judge_base_url)}
     if not as_json:
         notes = _notes(resolved, rouge_threshold, minhash_threshold, semantic_threshold)
         console.print(Text("filters", style="bold").append(": " + ", ".join(notes)))
+        if resolved.rating is not None:
+            from selfinstruct.filters.rating import WEAK_JUDGE_NOTE, weak_judge
+            from selfinstruct.models import default_model_dir
+
+            if weak_judge(judge_model or str(default_model_dir())):
+                err_console.print(plain(WEAK_JUDGE_NOTE, None, "yellow"))
     bar = progress = None
     if not as_json and err_console.is_terminal:
         from rich.progress import Progress
@@ -145,4 +167,20 @@ def _notes(
     for name, flag in (("minhash", minhash), ("rouge", rouge), ("semantic", semantic)):
         if (section := getattr(resolved, name)) is not None:
             notes.append(f"{name} threshold={section.threshold} ({'default' if flag is None else 'set'})")
+    if resolved.ifd is not None:
+        i = resolved.ifd
+        notes.append(f"ifd top_share={i.top_share} threshold={i.threshold} drop_above_one={i.drop_above_one}")
+    if resolved.rating is not None:
+        notes.append(f"rating threshold={resolved.rating.threshold}")
     return notes
+
+
+def _judge(model: str | None, base_url: str | None) -> dict:
+    """The judge's backend section from the flags."""
+    if base_url is None:
+        return {"kind": "vllm", "model": model}
+    if model is None:
+        raise SelfInstructError(
+            "`--judge-base-url` needs `--judge-model`, the name the server knows the model by"
+        )
+    return {"kind": "openai", "base_urls": [base_url], "model": model}

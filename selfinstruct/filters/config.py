@@ -302,6 +302,21 @@ class RatingConfig(_Section):
     )
     max_tokens: int = Field(64, description="Most tokens of the judge's reply (a score and one line).")
     temperature: float = Field(0.0, description="Judge sampling temperature; 0 is greedy, repeatable.")
+    # A `backend:` mapping as in a recipe (kind: vllm | openai); validated by selfinstruct.llm when used.
+    backend: dict[str, Any] | None = Field(
+        None,
+        description="The judge's backend section (kind vllm or openai, model, base_urls...); None: the embedded "
+        "model on the in-process engine, unless the caller hands over a backend.",
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, v):
+        if v is not None:
+            from selfinstruct.llm.config import parse_backend_config
+
+            parse_backend_config(v)  # a bad judge section fails when the recipe loads, not mid-run
+        return v
 
     @field_validator("threshold")
     @classmethod

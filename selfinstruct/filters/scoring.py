@@ -24,7 +24,8 @@ def score_and_select(
     scorer: ifd.IFDScorer | None = None,
     stats: Stats | None = None,
 ) -> tuple[list[Task], list[Reject]]:
-    """(kept tasks with meta["ifd"] / meta["rating"], rejects); `judge` is a backend, needed for rating."""
+    """(kept tasks with meta["ifd"] / meta["rating"], rejects). `judge` is a backend for the rating (the loop
+    passes its own); without one, the one `config.rating.backend` names is started and closed here."""
     stats = stats if stats is not None else Stats()
     kept, rejects = list(tasks), []
     if config.ifd is not None and kept:
@@ -33,11 +34,18 @@ def score_and_select(
             kept, r = ifd.select(kept, config.ifd)
         rejects += r
     if config.rating is not None and kept:
-        if judge is None:
-            raise ValueError("rating needs a judge backend: pass `judge=make_backend(...)`")
-        with stats.timer("rating"):
-            kept = rating.rate(kept, judge, config.rating)
-            kept, r = rating.select(kept, config.rating)
+        own = judge is None
+        if own:  # the judge the config names (default: the embedded model in process), closed when done
+            from selfinstruct.llm import make_backend
+
+            judge = make_backend(config.rating.backend or {"kind": "vllm"})
+        try:
+            with stats.timer("rating"):
+                kept = rating.rate(kept, judge, config.rating)
+                kept, r = rating.select(kept, config.rating)
+        finally:
+            if own:
+                judge.close()
         rejects += r
     for r in rejects:
         stats.reject(r.reason)

@@ -14,6 +14,7 @@ from selfinstruct.filters.rating import judge_messages, parse_rating, rate, sele
 from selfinstruct.filters.scoring import score_and_select
 from selfinstruct.llm import Completion
 from selfinstruct.schema import Instance, Task
+from selfinstruct.stats import Stats
 
 
 @pytest.mark.parametrize(
@@ -86,9 +87,13 @@ def test_rate_and_select_record_scores_reasons_and_unparseable():
     assert select(rated, RatingConfig()) == (rated, [])
 
 
-def test_score_and_select_needs_a_judge_for_rating():
-    with pytest.raises(ValueError, match="judge"):
-        score_and_select([_task("a")], FilterConfig(rating=RatingConfig()))
+def test_score_and_select_counts_rating_rejects():
+    judge = StubJudge(["Score: 1\nReason: Wrong.", "Score: 5\nReason: Right."])
+    stats_config = FilterConfig(rating=RatingConfig(threshold=3))
+    stats = Stats()
+    kept, rejects = score_and_select([_task("a"), _task("b")], stats_config, judge=judge, stats=stats)
+    assert [t.id for t in kept] == ["b"] and [r.reason for r in rejects] == ["rating_too_low"]
+    assert stats.counts["rejected_rating_too_low"] == 1 and "rating" in stats.timings
 
 
 def test_judge_prompt_is_our_own_and_names_the_scale():
@@ -110,3 +115,15 @@ def test_rating_through_the_real_engine(vllm_backend):
         r = t.meta["rating"]
         # A 135M judge may or may not follow the format; either way the outcome is on record.
         assert (r["score"] is not None and 0 <= r["score"] <= 5) or (r["score"] is None and "reply" in r)
+
+
+def test_filter_command_judge_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from selfinstruct.cli import app
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"instruction": "Say hello to me.", "input": "", "output": "Hello."}\n')
+    args = ["filter", str(src), "--out", str(tmp_path / "o"), "--judge-base-url", "http://127.0.0.1:9/v1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "--judge-model" in res.output
