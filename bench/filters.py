@@ -1,7 +1,9 @@
-"""Filter benchmarks: ROUGE-L index vs a rouge-score replay, ROUGE-L at 15.6K and 50K, MinHash at 50K.
+"""Filter benchmarks: ROUGE-L index vs a rouge-score replay, ROUGE-L at 15.6K and 50K, MinHash at 50K, the
+index vs the unpruned exact check (near-duplicate stream, 50K), and the index from 50K to 1M.
 
-    .venv/bin/python bench/filters.py             # all three parts
-    .venv/bin/python bench/filters.py --part a    # one part: a, b or c
+    .venv/bin/python bench/filters.py             # parts a to d (e, the curve, only when asked)
+    .venv/bin/python bench/filters.py --part a    # one part: a, b, c, d or e
+    .venv/bin/python bench/filters.py --part e --sizes 50000,100000,250000,500000,1000000 --budget 600
 
 Reads the real external files beside the checkout (../shared/data/external). The 50K sets are grown from
 them (see `grow`), so they have real lengths, vocabulary and templates, plus planted near-copies.
@@ -281,11 +283,86 @@ def part_c() -> None:
     print(f"queries matching another example: {dup:,}; kept by check-then-insert: {kept:,} of {len(texts):,}")
 
 
+def part_d(prefix: int = 5_000) -> None:
+    """Our index against the unpruned exact check, in this process, on the same lists."""
+    warm_imports()
+    records = external_records()
+    near = near_duplicates(records=records)
+    grown = realistic_instructions(records=records)
+    print("\n(d) our index vs the unpruned exact check (rapidfuzz LCS per pair against every kept text,")
+    print("    first reject stops; both tokenize each text once; cpu seconds, median of 3 for ours)")
+    print("| input | texts | kept | unpruned pairs | unpruned cpu s | ours cpu s | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    per_pair = None
+    for name, texts in [
+        ("near-duplicate stream (issue-12 shape)", near),
+        (f"50K realistic, first {prefix:,}", grown[:prefix]),
+    ]:
+        (ref, pairs), _, ref_cpu = timed(unpruned, texts)
+        runs = [timed(ours, texts) for _ in range(3)]
+        assert all(r[0] == ref for r in runs), "decisions differ"
+        cpu = statistics.median(r[2] for r in runs)
+        print(f"| {name} | {len(texts):,} | {len(ref):,} | {pairs:,} | {ref_cpu:.3f} | {cpu:.3f} | "
+              f"{ref_cpu / cpu:.1f}x |")  # fmt: skip
+        per_pair = ref_cpu / pairs
+    kept, _, cpu = timed(ours, grown)
+    floor = len(kept) * (len(kept) - 1) // 2  # every kept text meets every earlier kept one
+    print(f"| 50K realistic (unpruned: lower bound, kept pairs x {per_pair * 1e6:.2f} µs measured above) | "
+          f"{len(grown):,} | {len(kept):,} | >= {floor:,} | >= {floor * per_pair:,.0f} | {cpu:.2f} | "
+          f">= {floor * per_pair / cpu:,.0f}x |")  # fmt: skip
+
+
+def part_e(sizes: list[int], budget_s: float) -> None:
+    """Time and peak memory from 50K to 1M, each size in a fresh process (so its peak RSS is its own)."""
+    import subprocess
+    import sys
+
+    print("\n(e) our index from 50K to 1M realistic instructions (one scan, threshold 0.7), and the")
+    print("    near-duplicate stream grown to the same size; each run in its own process")
+    print("| input | texts | kept | wall s | cpu s | peak RSS MiB | cpu / previous |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for kind in ("realistic", "near"):
+        last = None
+        for n in sizes:
+            cmd = [sys.executable, __file__, "--one", kind, str(n)]
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s, check=True).stdout
+            except subprocess.TimeoutExpired:
+                print(f"| {kind} | {n:,} | - | > {budget_s:.0f} (stopped) | - | - | - |")
+                break
+            r = json.loads(out.strip().splitlines()[-1])
+            grow_ = f"{r['cpu'] / last['cpu']:.2f} for {n / last['n']:.1f}x texts" if last else "-"
+            print(f"| {kind} | {n:,} | {r['kept']:,} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss_mib']:,.0f} | "
+                  f"{grow_} |")  # fmt: skip
+            last = r | {"n": n}
+
+
+def one(kind: str, n: int) -> None:
+    """One timed run for part e: build the texts (not timed), decide them, print a JSON line."""
+    import resource
+
+    warm_imports()
+    texts = realistic_instructions(n) if kind == "realistic" else near_duplicates(n)
+    kept, wall, cpu = timed(ours, texts)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"kept": len(kept), "wall": wall, "cpu": cpu, "rss_mib": rss}))
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["a", "b", "c"], action="append")
-    parts = ap.parse_args().part or ["a", "b", "c"]
+    ap.add_argument("--part", choices=["a", "b", "c", "d", "e"], action="append")
+    ap.add_argument("--sizes", default="50000,100000,250000,500000,1000000")
+    ap.add_argument("--budget", type=float, default=600.0, help="seconds per size in part e")
+    ap.add_argument("--one", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        one(args.one[0], int(args.one[1]))
+        raise SystemExit
+    parts = args.part or ["a", "b", "c", "d"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python "
           f"{platform.python_version()}")  # fmt: skip
     for p in parts:
-        {"a": part_a, "b": part_b, "c": part_c}[p]()
+        if p == "e":
+            part_e([int(x) for x in args.sizes.split(",")], args.budget)
+        else:
+            {"a": part_a, "b": part_b, "c": part_c, "d": part_d}[p]()

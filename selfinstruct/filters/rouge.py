@@ -215,10 +215,12 @@ class RougeIndex:
     # encoding and storage
 
     def _sync(self) -> None:
-        """Tokenize the slots stored since the last sync and number their features."""
-        base, end = self._synced, len(self.texts)
-        if base == end:
-            return
+        """Tokenize the slots stored since the last sync and number their features, 64K texts at a time
+        (the word list of one pass costs about 60 bytes per token)."""
+        while self._synced < len(self.texts):
+            self._encode(self._synced, min(len(self.texts), self._synced + (1 << 16)))
+
+    def _encode(self, base: int, end: int) -> None:
         n, texts = end - base, self.texts[base:end]
         # Tokenize the whole batch in one pass: lowercase it joined by a separator outside [a-z0-9] (str.lower
         # is context-free but for final sigma, which yields no [a-z0-9] either way); every character left
