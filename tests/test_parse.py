@@ -331,3 +331,20 @@ def test_alpaca_layouts(text, expected):
 def test_alpaca_fields_out_of_order_are_unparsed():
     r = read_examples("Instruction: Add.\nOutput: 3\nInput: 1, 2")
     assert r.items == [] and r.unparsed[0].problem == "fields out of order: Instruction, Output, Input"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n" * 20000,
+        " " * 20000 + "x",
+        "*\n" * 20000,
+        "```\n" * 20000,
+        "#" + " " * 20000,
+        "Example" + " " * 20000,
+    ],
+)
+def test_hostile_text_gives_a_problem_not_a_hang(text):
+    """Runs of spaces, newlines, stars or fences once took seconds per reader (regex backtracking)."""
+    assert read_list(text).problem and read_yes_no(text).value is None
+    assert read_instances(text, output_first=True).problem and read_examples(text).problem

@@ -19,7 +19,7 @@ from selfinstruct.parse.text import (
 # A list marker: "9.", "9)", "9.)", "9:", "Task 9:", "#9", "**9.**", "- ", "* ", "• ". The marker must be
 # followed by a space or the end of the line, so "3.5 cm" or "2:30" at a line start is text, not an item.
 _MARK = re.compile(
-    r"[ \t]*(?:#{1,6}[ \t]*)?(?P<open>\*\*|__)?[ \t]*(?:(?:task|instruction|question|item)[ \t]*#?[ \t]*)?"
+    r"[ \t]*(?:#{1,6}[ \t]*)?(?:(?P<open>\*\*|__)[ \t]*)?(?:(?:task|instruction|question|item)(?:[ \t]*#)?[ \t]*)?"
     r"(?:#?(?P<num>\d{1,3})(?:\.\)|[.):])|(?P<bullet>[-*•+]))",
     re.IGNORECASE,
 )

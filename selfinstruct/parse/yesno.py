@@ -9,7 +9,8 @@ from selfinstruct.parse.text import YesNo
 _YES, _NO = {"yes", "true", "y"}, {"no", "false", "n"}
 _WORD = re.compile(r"[a-z]+")
 _ANSWER_LABEL = re.compile(
-    r"^\W*(?:classification|answer|label|is (?:it|this) a classification task\??|response)\W*:\W*(\w+)",
+    r"^[^\w\n]*(?:classification|answer|label|is (?:it|this) a classification task\??|response)[^\w\n]*:"
+    r"[^\w\n]*(\w+)",
     re.IGNORECASE | re.MULTILINE,
 )
 _SAYS_NOT = re.compile(r"\b(?:not|isn't|isnt|is no)\b[^.\n]{0,20}\bclassification\b", re.IGNORECASE)
