@@ -33,6 +33,7 @@ def pairs(text: str, output_first: bool = False, truncated: bool = False) -> lis
             ["Sort the list.", "Name a fruit.", "Tell a joke."],
         ),
         (" Count the vowels.\n10. Add two numbers.", 9, ["Count the vowels.", "Add two numbers."]),
+        (" 9. Count the vowels.\n10. Add two numbers.", 9, ["Count the vowels.", "Add two numbers."]),
         ("**9.** Bold task here.\n**10. Another bold one**", None, ["Bold task here.", "Another bold one"]),
         (
             "Task 9: Summarise the text.\nTask 10: Translate it.",

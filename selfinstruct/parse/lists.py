@@ -113,6 +113,10 @@ def read_list(text: str, *, first_number: int | None = None, truncated: bool = F
         new = False
         if mk:
             n, bullet, pos, wrap = mk
+            if first_number is not None and cur is items[0] and cur.end < 0 and n == first_number:
+                # the model wrote the number the prompt already ended with ("9. 9. Task"): one marker
+                cur.start, cur.wrap, cur.end, cur.fence = s + pos, wrap, e, fence_of(line[pos:])
+                continue
             if kind is None:
                 kind, new = ("bullet" if bullet else "num"), True
             elif kind == "num" and not bullet:
