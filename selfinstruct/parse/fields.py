@@ -105,10 +105,9 @@ def _records(text: str, names: dict[str, str], first: str, clash: frozenset = fr
         if fld in cur.fields:
             cur.dupes.append(fld)
         value = cur.fields.setdefault(fld, [s + pos, e, wrap])
-        if value[0] != s + pos:  # a second label of a field already read: the first value stands
-            value = None
-        else:
-            in_value_fence = fence_of(line[pos:])  # "Output: ```python"
+        if value[0] != s + pos:  # a second label of a field already read: its text goes nowhere (unparsed)
+            value = [s + pos, e, wrap]
+        in_value_fence = fence_of(line[pos:])  # "Output: ```python"
         cur.end = e
     if in_value_fence and cur is not None:
         cur.fence = in_value_fence
@@ -248,8 +247,9 @@ def read_examples(text: str, *, truncated: bool = False) -> Reading[tuple[str, I
         last = truncated and i == len(recs) - 1
         got = _fields(text, rec, ("instruction", "output"), shown)
         order = [f for f in ("instruction", "input", "output") if f in rec.fields]
-        if not isinstance(got, str) and sorted(order, key=lambda f: rec.fields[f][0]) != order:
-            got = f"fields out of order: {', '.join(shown[f] for f in sorted(order, key=lambda f: rec.fields[f][0]))}"
+        written = sorted(order, key=lambda f: rec.fields[f][0])
+        if not isinstance(got, str) and written != order:
+            got = f"fields out of order: {', '.join(shown[f] for f in written)}"
         if isinstance(got, str):
             _skip(text, rec, got, last, unparsed)
             continue
