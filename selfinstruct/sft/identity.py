@@ -190,7 +190,7 @@ def check_resume(out: Path, new: dict, *, force: bool) -> None:
         )
     if old is None or not (checkpoints(out) or (out / SUMMARY).is_file()):
         return  # nothing of an earlier run to continue or to overwrite
-    diff = changes(old, new)
+    diff = [k for k in changes(old, new) if k != "data.path"]  # the same examples may move
     if diff:
         shown = ", ".join(_describe(k, old, new) for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
         raise SelfInstructError(

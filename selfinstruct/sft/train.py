@@ -31,10 +31,12 @@ from selfinstruct.sft.render import Renderer, load_tokenizer
 from selfinstruct.sft.save import model_card, save_student
 from selfinstruct.store import repair_torn_tail, write_json_atomic
 
-# The oldest transformers that has every TrainingArguments field our defaults set (`train_sampling_strategy`
-# arrived in 5.2; `warmup_steps` as a ratio, `dtype=` and `compute_loss_func` are older). pyproject.toml
-# declares the same floor; tests/sft/test_train.py checks that they agree.
-MIN_TRANSFORMERS = "5.2.0"
+# The oldest transformers that trains correctly with our defaults, found by running tests/sft/test_train.py
+# against older releases: `train_sampling_strategy` arrived in 5.2, but 5.2.0-5.5.3 let Accelerate divide
+# each accumulated micro-batch's loss by the accumulation steps a second time (our loss is already a mean over
+# the whole step), so with accumulation every step came out 1/steps as large; 5.5.4 sets Accelerate's own
+# accumulation to 1. pyproject.toml declares the same floor; a test checks that they agree.
+MIN_TRANSFORMERS = "5.5.4"
 
 
 class TrainResult(BaseModel):
@@ -295,10 +297,8 @@ def train(
         trainer=_jsonable(kwargs),
         lora=config.lora is not None,
     )
-    if not fresh:
-        identity.check_resume(
-            out, fp, force=force
-        )  # every process decides alike, before any waits for another
+    if not fresh:  # every process decides alike, before any of them waits for another
+        identity.check_resume(out, fp, force=force)
 
     tokenizer = load_tokenizer(model_path)
     renderer = Renderer(tokenizer, template=config.template)

@@ -82,6 +82,8 @@ def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
     assert (
         res.exit_code == 1 and "sft config: template: Input should be 'auto', 'chat' or 'plain'" in res.stderr
     )
+    res = runner.invoke(app, ["eval", "rouge", "--model", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
 
 
 def test_settings_print_as_text_with_their_source(tmp_path):

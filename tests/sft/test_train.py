@@ -318,7 +318,7 @@ def test_old_transformers_is_named_not_blamed_on_the_trainer_block(monkeypatch):
     check_transformers()  # the installed one passes
     # A fake: an old transformers cannot be installed beside the real one in this venv.
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.57.1")
-    with pytest.raises(SelfInstructError, match=r"needs transformers>=5.2.0, found 4.57.1"):
+    with pytest.raises(SelfInstructError, match=r"needs transformers>=5.5.4, found 4.57.1"):
         check_transformers()
 
 

@@ -1,5 +1,6 @@
-"""The trained student loads in the vLLM CPU engine and generates; `selfinstruct eval` compares it with its
-base. Each test starts its own engine on the tiny model and closes it.
+"""The trained student (LoRA merged on save) loads in the vLLM CPU engine and generates; `selfinstruct eval`
+compares it with its base; a plain-template student served by `selfinstruct serve` answers in the trained
+format and stops. Each test starts its own engine or server on the tiny model and closes it.
 
 Run: .venv/bin/pytest -q -m vllm tests/sft
 """
@@ -20,10 +21,15 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory, tiny_llama, alpaca_small):
+    """LoRA adapters merged on save: the merged checkpoint is what vLLM must load (full fine-tunes are
+    loaded in tests/sft/test_distributed.py)."""
+    from selfinstruct.sft.config import LoraSettings
+
     out = tmp_path_factory.mktemp("student")
     config = SFTConfig(
         model=str(tiny_llama),
         max_length=256,
+        lora=LoraSettings(r=8, alpha=16),
         trainer={"learning_rate": 3e-3, "warmup_steps": 0, "gradient_accumulation_steps": 1},
     )
     train(config, alpaca_small, out, max_steps=12)
@@ -71,6 +77,7 @@ def test_eval_cli_compares_base_and_student(tmp_path, student, tiny_llama, exter
         app,
         [
             "eval",
+            "rouge",
             "--model",
             str(student),
             "--base",
@@ -99,3 +106,82 @@ def test_eval_cli_compares_base_and_student(tmp_path, student, tiny_llama, exter
         (role, r["id"]) for role in ("base", "student") for r in rows[:3]
     ]
     assert report["student"]["model"] == str(student) and report["base"]["model"] == str(tiny_llama)
+
+
+MEMO = [
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+    {"instruction": "What is two plus two?", "input": "", "output": "Four."},
+    {"instruction": "Give the opposite of hot.", "input": "", "output": "Cold."},
+    {"instruction": "Say hello in French.", "input": "", "output": "Bonjour."},
+]
+
+
+@pytest.mark.server
+def test_plain_student_served_by_selfinstruct_serve_answers_in_format_and_stops(tmp_path, tiny_llama):
+    """A plain-template student learns four answers by heart; `selfinstruct serve` (the real vLLM server)
+    prompts it through the chat template saved with it and stops at the trained stop token, and transformers'
+    generate does the same from the same files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfinstruct.llm.server import free_port
+    from selfinstruct.sft.render import plain_prompt
+
+    data = tmp_path / "memo.json"
+    data.write_text(json.dumps(MEMO))
+    out = tmp_path / "plain-student"
+    trainer = {"learning_rate": 3e-3, "warmup_steps": 0, "lr_scheduler_type": "constant", "seed": 0}
+    trainer |= {"gradient_accumulation_steps": 1, "save_steps": 1000}
+    config = SFTConfig(model=str(tiny_llama), max_length=256, template="plain", trainer=trainer)
+    result = train(config, data, out, max_steps=60)
+    assert result.template == "plain" and result.final_loss < 0.05, result.final_loss
+
+    # transformers: the saved chat template and generation config alone give the trained format and stop.
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    turn = [{"role": "user", "content": MEMO[1]["instruction"]}]
+    ids = tok.apply_chat_template(turn, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert tok.decode(ids["input_ids"][0]) == plain_prompt(MEMO[1]["instruction"])
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=16, do_sample=False)[0, ids["input_ids"].shape[1] :]
+    assert tok.decode(gen, skip_special_tokens=True) == "Four." and gen[-1] == tok.eos_token_id
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "selfinstruct", "serve", "--model", str(out), "--port", str(port)]
+    cmd += ["--max-model-len", "512", "--name", "student"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        seen = ""
+        while "serving" not in seen:  # printed once /health answers
+            line = proc.stdout.readline()
+            assert line, f"selfinstruct serve exited: {seen[-2000:]}"
+            seen += line
+        url = f"http://127.0.0.1:{port}/v1"
+        for memo in MEMO:
+            body = {
+                "model": "student",
+                "messages": [{"role": "user", "content": memo["instruction"]}],
+                "max_tokens": 16,
+                "temperature": 0.0,
+            }
+            choice = httpx.post(f"{url}/chat/completions", json=body, timeout=60).json()["choices"][0]
+            assert (choice["message"]["content"], choice["finish_reason"]) == (memo["output"], "stop")
+        # The completions endpoint with the exact plain prompt answers alike.
+        body = {"model": "student", "prompt": plain_prompt(MEMO[2]["instruction"]), "max_tokens": 16}
+        choice = httpx.post(f"{url}/completions", json=body | {"temperature": 0.0}, timeout=60).json()
+        assert (choice["choices"][0]["text"], choice["choices"][0]["finish_reason"]) == ("Cold.", "stop")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
