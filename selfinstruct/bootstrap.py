@@ -461,53 +461,48 @@ class Bootstrap:
                 continue
             truncated = comp.finish_reason == "length"
             with self.stats.timer("parse"):
+                if kind == "classify":
+                    self._classified(ref, comp.text)
+                    continue
                 if kind == "instructions":
                     first = ref if self.style == "raw" else None  # raw prompts end with the next number
-                    items = parse.parse_list(comp.text, first_number=first, truncated=truncated)
-                    if not items:
-                        rejects.append(
-                            _reject("parse", "unparseable", rnd, rid, raw=comp.text, expected="numbered list")
-                        )
-                    candidates += [
-                        self._candidate(it.text, rnd, rid, j, comp.text, it.complete)
-                        for j, it in enumerate(items)
-                    ]
+                    reading = parse.read_list(comp.text, first_number=first, truncated=truncated)
                 elif kind == "examples":
-                    text = (
-                        f"Instruction:{comp.text}" if self.style == "raw" else comp.text
-                    )  # prompt ended there
-                    pairs = parse.parse_examples(text, truncated=truncated)
-                    if not pairs:
-                        rejects.append(
-                            _reject("parse", "unparseable", rnd, rid, raw=comp.text, expected="examples")
-                        )
-                    for j, (instr, inst) in enumerate(pairs):
-                        task = self._candidate(instr, rnd, rid, j, comp.text, True)
-                        candidates.append(task.model_copy(update={"instances": [inst]}))
-                elif kind == "classify":
-                    self._classified(ref, comp.text)
-                else:  # instances
-                    insts = parse.parse_instances(
+                    # Raw prompts end with "Instruction:", so the answer starts inside the first example.
+                    text = f"Instruction:{comp.text}" if self.style == "raw" else comp.text
+                    reading = parse.read_examples(text, truncated=truncated)
+                else:
+                    reading = parse.read_instances(
                         comp.text, output_first=bool(ref.is_classification), truncated=truncated
                     )
-                    if not insts:
-                        self.state.finished += 1
-                        rejects.append(
-                            _reject(
-                                "parse",
-                                "unparseable",
-                                rnd,
-                                rid,
-                                raw=comp.text,
-                                record=ref.model_dump(),
-                                expected="instances",
-                            )
-                        )
-                        continue
+                record = ref.model_dump() if kind == "instances" else None
+                if reading.problem is not None:
+                    rejects.append(
+                        _reject("parse", "unparseable", rnd, rid, raw=comp.text, record=record,
+                                expected=reading.expected, problem=reading.problem)
+                    )  # fmt: skip
+                # Blocks that did not read unambiguously are on record each, beside what did read.
+                for k, block in enumerate(reading.unparsed if reading.items else []):
+                    rejects.append(
+                        _reject("parse", "unparseable", rnd, f"{rid}#{k}", raw=block.text, record=record,
+                                expected=reading.expected, problem=block.problem, layout=reading.layout)
+                    )  # fmt: skip
+                if kind == "instructions":
+                    candidates += [
+                        self._candidate(it.text, rnd, rid, j, comp.text, it.complete)
+                        for j, it in enumerate(reading.items)
+                    ]
+                elif kind == "examples":
+                    for j, (instr, inst) in enumerate(reading.items):
+                        task = self._candidate(instr, rnd, rid, j, comp.text, True)
+                        candidates.append(task.model_copy(update={"instances": [inst]}))
+                elif not reading.items:
+                    self.state.finished += 1
+                else:
                     with_instances.append(
                         ref.model_copy(
                             update={
-                                "instances": insts[: self.loop.max_instances],
+                                "instances": reading.items[: self.loop.max_instances],
                                 "meta": {**ref.meta, "raw_instances": comp.text},
                             }
                         )
@@ -535,8 +530,9 @@ class Bootstrap:
     def _classified(self, task: Task, answer: str) -> None:
         """Yes/no from the answer. An unclear one is asked once more, greedily, when the recipe says so;
         after that `loop.classify_unclear` decides. Either way the task says so in its meta."""
-        label = parse.parse_yes_no(answer)
-        meta = {**task.meta, "classify_raw": answer.strip()[:80]}
+        reading = parse.read_yes_no(answer)
+        label = reading.value
+        meta = {**task.meta, "classify_raw": answer.strip()[:80], "classify_evidence": reading.evidence[:80]}
         if label is None:
             self.state.classify_unclear += 1
             policy = self.loop.classify_unclear

@@ -17,18 +17,31 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from selfinstruct.llm.base import Completion, Request
 
 VERBS = (
-    "Write Explain List Describe Summarize Classify Translate Suggest Compare Rewrite Plan Outline".split()
-)
+    "Write Explain List Describe Summarize Classify Translate Suggest Compare Rewrite Plan Outline Draft Rank "
+    "Estimate Design Critique Simplify Predict Identify Sketch Convert Evaluate Propose"
+).split()
 WORDS = (
     "river harbour violin budget glacier recipe sonnet ledger orbit lantern meadow invoice tractor canyon "
     "puzzle compass quartz marathon pottery satellite monsoon bakery alphabet museum vaccine turbine "
     "origami volcano dialect festival algebra compost parliament telescope migraine sculpture cipher "
-    "avalanche orchard mortgage symphony pixel lighthouse haiku sandstorm caravan bicycle democracy"
+    "avalanche orchard mortgage symphony pixel lighthouse haiku sandstorm caravan bicycle democracy "
+    "spreadsheet thermostat bonsai hurricane lullaby warehouse cathedral podcast microscope tariff "
+    "wetland sourdough kayak firmware prairie chandelier referendum tapestry comet glossary backpack "
+    "metronome quarry aquarium blizzard sitcom vineyard ferry keyboard sunflower ozone trombone "
+    "password ballot mosaic hedgehog pension glacier rooftop subway coral pamphlet ravine antenna"
 ).split()
+# Real words (those of our own seed tasks), drawn at random: unrelated candidates share few words, as a real
+# model's distinct instructions do; the repeats, copies and near-copies below are the near-duplicates.
+_SEEDS = Path(__file__).resolve().parents[1] / "seeds" / "seed_tasks.jsonl"
+VOCAB = sorted(
+    {w for line in _SEEDS.read_text(encoding="utf-8").splitlines() for w in re.findall(r"[a-z]{3,}", line)}
+    - {"instruction", "instances", "input", "output", "is_classification", "true", "false", "name", "seed_task"}
+)
 LABELS = ("positive", "negative", "neutral")
 
 
@@ -42,8 +55,11 @@ def _instruction(rng: random.Random, shown: list[str]) -> str:
         return "Name a bird that lives near the sea."  # a model repeating itself: identical candidates
     if roll < 0.25 and shown:
         return rng.choice(shown)  # a copy of an in-context task, word for word
-    words = rng.sample(WORDS, 4)
-    return f"{rng.choice(VERBS)} the {words[0]} {words[1]} for a {words[2]} near the {words[3]}."
+    if roll < 0.35 and shown:  # a near-copy: one word of an in-context task changed
+        words = rng.choice(shown).split()
+        words[rng.randrange(len(words))] = rng.choice(VOCAB)
+        return " ".join(words)
+    return f"{rng.choice(VERBS)} {' '.join(rng.sample(VOCAB, rng.randint(5, 10)))}."
 
 
 def answer(text: str, seed: int | None, raw: bool) -> str:
