@@ -28,7 +28,7 @@ from selfinstruct.config import Recipe
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.filters.base import reject
-from selfinstruct.llm.base import Backend, Completion, Request, Sampling
+from selfinstruct.llm.base import Backend, Completion, Request
 from selfinstruct.schema import Reject, Task
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
@@ -177,6 +177,7 @@ class Bootstrap:
         self.stats = Stats()
         self.sent = 0  # requests this process sent to the backend (replayed ones are not sent)
         self._committed = self.state.copy()  # the state as of the last journal event
+        self._refs: dict[str, int] = {}  # instruction request id -> the list number its prompt ends with
         # Instance prompts show seeds of the same kind as layout examples.
         self._complete = [s for s in self.seeds if s.instances]
         if not self._complete:
@@ -330,60 +331,56 @@ class Bootstrap:
         plan: list[tuple[str, object]] = []
         requests: list[Request] = []
 
-        def add(kind: str, ref: object, prompt: prompts.Prompt, sampling: Sampling) -> None:
-            sampling = sampling.model_copy(
-                update={
-                    "seed": request_seed(self.loop.seed, rnd, len(requests)),
-                    "stop": tuple(dict.fromkeys(sampling.stop + prompt.stop)),
-                }
-            )
-            key = "messages" if isinstance(prompt.content, tuple) else "prompt"
-            requests.append(Request(id=f"{rnd}-{len(requests)}", sampling=sampling, **{key: prompt.content}))
+        def add(kind: str, ref: object, rng: random.Random | None = None) -> None:
+            i = len(requests)
+            requests.append(self.request(kind, ref, f"{rnd}-{i}", request_seed(self.loop.seed, rnd, i), rng))
             plan.append((kind, ref))
 
-        # Move admitted instructions from the reserve into the pipeline only as far as the target needs them,
-        # allowing for the share that the instance stage will still reject.
-        st.pending_classify += self._take(st.reserve, self._wanted() - st.in_flight)
+        self._release_reserve()
         if self.loop.mode == "self_instruct":
             for task in self._take(st.pending_instances, budget):
-                shots = self._shots[bool(task.is_classification)][: self.loop.instance_shots]
-                add(
-                    "instances",
-                    task,
-                    prompts.instance_prompt(
-                        task,
-                        shots,
-                        bool(task.is_classification),
-                        self.style,
-                        n_examples=self.loop.max_instances,
-                    ),
-                    self.sampling.instances,
-                )
+                add("instances", task)
             for task in self._take(st.pending_classify, budget - len(requests)):
-                sampling = self.sampling.classify
-                if task.meta.get("classify_unclear"):  # asked again, greedily (issue: unclear yes/no)
-                    sampling = sampling.model_copy(update={"temperature": 0.0})
-                add("classify", task, prompts.classify_prompt(task.instruction, self.style), sampling)
+                add("classify", task)
         rng = round_rng(self.loop.seed, rnd)
         for i in range(self._new_requests(budget - len(requests))):
-            if self.loop.mode == "self_instruct":
-                shown = self._in_context(rng)
-                # ref: the number the model continues from (raw prompts end with it)
-                add(
-                    "instructions",
-                    len(shown) + 1,
-                    prompts.instruction_prompt(shown, self.loop.new_per_request, self.style),
-                    self.sampling.instructions,
-                )
-            else:
-                shots = rng.sample(self._complete, min(self.loop.alpaca_in_context, len(self._complete)))
-                add(
-                    "examples",
-                    i,
-                    prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style),
-                    self.sampling.instructions,
-                )
+            add("instructions" if self.loop.mode == "self_instruct" else "examples", i, rng)
         return plan, requests
+
+    def _release_reserve(self) -> None:
+        """Move admitted instructions from the reserve into the pipeline only as far as the target needs them,
+        allowing for the share that the instance stage will still reject."""
+        st = self.state
+        st.pending_classify += self._take(st.reserve, self._wanted() - st.in_flight)
+
+    def request(self, kind: str, ref: object, rid: str, seed: int, rng: random.Random | None) -> Request:
+        """One request of `kind` about `ref` (a task, or the new request's index); `rng` draws in-context tasks.
+        Returns the request; for instruction requests `ref` is replaced by the number the model continues from,
+        kept in `self._refs[rid]`."""
+        if kind == "instances":
+            shots = self._shots[bool(ref.is_classification)][: self.loop.instance_shots]
+            prompt = prompts.instance_prompt(
+                ref, shots, bool(ref.is_classification), self.style, n_examples=self.loop.max_instances
+            )
+            sampling = self.sampling.instances
+        elif kind == "classify":
+            prompt, sampling = prompts.classify_prompt(ref.instruction, self.style), self.sampling.classify
+            if ref.meta.get("classify_unclear"):  # asked again, greedily (issue: unclear yes/no)
+                sampling = sampling.model_copy(update={"temperature": 0.0})
+        elif kind == "instructions":
+            shown = self._in_context(rng)
+            self._refs[rid] = len(shown) + 1  # raw prompts end with the number the model continues from
+            prompt = prompts.instruction_prompt(shown, self.loop.new_per_request, self.style)
+            sampling = self.sampling.instructions
+        else:
+            shots = rng.sample(self._complete, min(self.loop.alpaca_in_context, len(self._complete)))
+            prompt = prompts.alpaca_prompt(shots, self.loop.new_per_request, self.style)
+            sampling = self.sampling.instructions
+        sampling = sampling.model_copy(
+            update={"seed": seed, "stop": tuple(dict.fromkeys(sampling.stop + prompt.stop))}
+        )
+        key = "messages" if isinstance(prompt.content, tuple) else "prompt"
+        return Request(id=rid, sampling=sampling, **{key: prompt.content})
 
     def _answers(self, rnd: int, plan, requests: list[Request]) -> list[Completion]:
         """One answer per request, in order: from the journal when this exact request was answered before a
@@ -465,7 +462,8 @@ class Bootstrap:
                     self._classified(ref, comp.text)
                     continue
                 if kind == "instructions":
-                    first = ref if self.style == "raw" else None  # raw prompts end with the next number
+                    # raw prompts end with the next number
+                    first = self._refs.pop(rid, None) if self.style == "raw" else None
                     reading = parse.read_list(comp.text, first_number=first, truncated=truncated)
                 elif kind == "examples":
                     # Raw prompts end with "Instruction:", so the answer starts inside the first example.
