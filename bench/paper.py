@@ -6,8 +6,8 @@ the paper prompted GPT-3:
 
   1. generate   the base writes tasks from the 175 seeds through our loop and filters (pipelines/paper.yaml)
   2. train      the same base, fine-tuned on the accepted tasks                         -> student-filtered
-  3. ablation   the same base, fine-tuned on as many *unfiltered* candidates: drawn from accepted tasks and
-                rejected candidates that reached the instance stage (filters off, same count) -> student-unfiltered
+  3. ablation   the same base, fine-tuned on as many *unfiltered* candidates: every rejected candidate that
+                has instances, topped up with accepted tasks to the same count      -> student-unfiltered
   4. eval       base vs each student on IFEval (four accuracies, paired bootstrap intervals) and by a judge
                 (both orders, win rate with interval); the base answers once, both comparisons reuse them
 
@@ -58,6 +58,16 @@ def log(msg: str) -> None:
 def step_generate(recipe: Recipe, out: Path) -> dict:
     from selfinstruct.generate import generate
 
+    manifest = out / "run" / "manifest.json"
+    if manifest.is_file():  # a finished run is not resumed: that would start an engine to do nothing
+        done = json.loads(manifest.read_text(encoding="utf-8"))
+        if done.get("stop_reason") and done.get("counts", {}).get("accepted", 0) >= recipe.loop.target:
+            counts = done["counts"]
+            return {
+                "accepted": counts["accepted"],
+                "rejected": counts.get("rejected", 0),
+                "stop_reason": done["stop_reason"],
+            }
     m = generate(
         recipe,
         out / "run",
@@ -74,30 +84,36 @@ def step_generate(recipe: Recipe, out: Path) -> dict:
 
 
 def unfiltered_sample(run: Path, n: int, seed: int) -> tuple[list[dict], dict]:
-    """`n` candidates drawn, seeded, from every candidate that has instances: the accepted tasks and the
-    rejects whose record is a whole task (instruction + instances). What the filters would have let through
-    had they been off, at the same size as the filtered set."""
+    """`n` candidates as if the filters had been off: every rejected candidate that reached the instance stage
+    (its record holds an instruction and instances), topped up with accepted tasks drawn at random (seeded).
+
+    Rejects come first because they are what the filters change; candidates refused before they had instances
+    (ROUGE-L, instruction heuristics) cannot be trained on and are left out, which makes this ablation a lower
+    bound on what the filters do. The drawn mix is reported.
+    """
     from selfinstruct.jsonl import iter_json_objects
     from selfinstruct.schema import Task
 
-    pool: list[tuple[str, Task]] = []
-    for _, obj in iter_json_objects(run / "tasks.jsonl"):
-        pool.append(("accepted", Task.model_validate(obj)))
+    rejected: list[tuple[str, Task]] = []
     rejects = run / "rejects.jsonl"
     if rejects.is_file() and rejects.stat().st_size:
         for _, obj in iter_json_objects(rejects):
             rec = obj.get("record") or {}
-            if isinstance(rec, dict) and rec.get("instruction") and rec.get("instances"):
-                try:
-                    task = Task.model_validate(
-                        {"id": obj["id"], **{k: rec[k] for k in ("instruction", "instances")}}
-                    )
-                except ValueError:
-                    continue
-                if any(i.output.strip() for i in task.instances):
-                    pool.append((f"rejected:{obj.get('reason')}", task))
+            if not (isinstance(rec, dict) and rec.get("instruction") and rec.get("instances")):
+                continue
+            try:
+                task = Task.model_validate(
+                    {"id": obj["id"], "instruction": rec["instruction"], "instances": rec["instances"]}
+                )
+            except ValueError:
+                continue
+            if any(i.output.strip() for i in task.instances):
+                rejected.append((f"rejected:{obj.get('reason')}", task))
+    accepted = [("accepted", Task.model_validate(obj)) for _, obj in iter_json_objects(run / "tasks.jsonl")]
     rng = random.Random(seed)
-    picked = rng.sample(pool, min(n, len(pool)))
+    rng.shuffle(rejected)
+    picked = rejected[:n]
+    picked += rng.sample(accepted, min(n - len(picked), len(accepted)))
     origin: dict[str, int] = {}
     for where, _ in picked:
         origin[where] = origin.get(where, 0) + 1
@@ -107,7 +123,7 @@ def unfiltered_sample(run: Path, n: int, seed: int) -> tuple[list[dict], dict]:
         for inst in t.instances
         if inst.output.strip()
     ]
-    return rows, {"pool": len(pool), "picked": len(picked), "origin": origin}
+    return rows, {"rejects_with_instances": len(rejected), "picked": len(picked), "origin": origin}
 
 
 # ---- 2/3. train -------------------------------------------------------------------------------------------

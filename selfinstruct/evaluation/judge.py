@@ -45,12 +45,20 @@ _VERDICT = re.compile(r"^[\s\W]*(?:(?:answer|verdict)\W*)?(A|B|tie)\b", re.IGNOR
 
 def parse_verdict(text: str) -> Choice:
     """The first word of the judge's reply, after an optional "Answer"/"Verdict:" lead-in: A, B or tie.
-    Lower-case a/b count too (a small model's reply is often "a"), but only as the whole first word."""
+    Lower-case a/b count too (a small model's reply is often "a"), but only as the whole first word. A first
+    line that also names the other answer ("A is better, B is better", or the instruction echoed back: "A if
+    answer A is better, B ...") is no verdict: `unparseable`."""
     m = _VERDICT.match(text)
     if not m:
         return "unparseable"
     word = m.group(1)
-    return "tie" if word.lower() == "tie" else word.upper()  # type: ignore[return-value]
+    if word.lower() == "tie":
+        return "tie"
+    other = "B" if word.upper() == "A" else "A"
+    first_line = text.strip().split("\n", 1)[0]
+    if re.search(rf"\b{other}\b", first_line):
+        return "unparseable"
+    return word.upper()  # type: ignore[return-value]
 
 
 class Verdict(BaseModel):

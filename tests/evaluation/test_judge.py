@@ -115,7 +115,10 @@ def test_verdicts_resume_from_disk(tmp_path):
         ("Verdict: tie", "tie"),
         ("TIE", "tie"),
         ("a", "A"),
-        ("A better answer is B", "A"),  # the first word decides; documented, not clever
+        ("A better answer is B", "unparseable"),  # names both
+        ("A is better, B is better,", "unparseable"),  # real replies of the embedded 135M judge
+        ("A if answer A is better, B", "unparseable"),  # the instruction echoed back
+        ("B\nA longer note about answer A.", "B"),  # only the first line counts
         ("Both are fine", "unparseable"),
         ("", "unparseable"),
         ("Apples", "unparseable"),
