@@ -19,7 +19,7 @@ classification and instances otherwise) it is counted as accepted.
     totals        {"accepted", "rejected", "readmitted", "instances_dropped", "records": int,
                    "acceptance": float|null}
                   whole run, counted in candidates: rejected = candidates rejected as a whole (an instance
-                  dropped from a task is counted in instances_dropped, not here); records = accepted + rejected
+                  dropped from a task, or an unreadable block of an answer, is counted in instances_dropped); records = accepted + rejected
                   = the candidates decided; acceptance = accepted / records
     by_stage      [{"stage", "count", "share", "readmitted"}]  selected rejects per stage, most first;
                   share = count / totals.rejected; readmitted = readmitted rejects of the stage (not in count)
@@ -217,6 +217,11 @@ def similarity(reject: Reject, pool_text: dict[str, str]) -> dict | None:
     return {"id": str(nid), "text": text, "score": score}
 
 
+def _part(r: Reject) -> bool:
+    """A reject of part of a candidate (one instance, one unreadable block of an answer), not of a candidate."""
+    return "instance" in r.evidence or "block" in r.evidence
+
+
 def _share(n: int, total: int) -> float | None:
     return n / total if total else None
 
@@ -237,7 +242,7 @@ def summarize(
     selected = [r for r in live if chosen(r)]
     # Candidates, not lines: an instance dropped from a task is a reject line of its own, but the candidate is
     # the task (kept with its other instances, or rejected once as a whole).
-    dropped = sum(1 for r in live if "instance" in r.evidence)
+    dropped = sum(1 for r in live if _part(r))
     n_acc, n_rej = len(inp.accepted), len(live) - dropped
     totals = {
         "accepted": n_acc,
@@ -311,7 +316,7 @@ def _group(
 def _rounds(accepted: list[Accepted], live: list[Reject]) -> list[dict]:
     acc: Counter = Counter(a.round for a in accepted)
     back: Counter = Counter(a.round for a in accepted if a.provenance == "readmitted")
-    rej: Counter = Counter(r.round for r in live if "instance" not in r.evidence)  # candidates, as totals
+    rej: Counter = Counter(r.round for r in live if not _part(r))  # candidates, as totals
     keys = sorted(set(acc) | set(rej), key=lambda k: (k is None, k or 0))
     return [
         {

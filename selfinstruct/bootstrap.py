@@ -68,6 +68,10 @@ class LoopState:
     # Tasks through the instance stage, and those of them kept: the yield estimate.
     finished: int = 0
     kept: int = 0
+    # Streaming schedule (streaming.py): requests planned so far, answers settled, requests in flight.
+    sent: int = 0
+    handled: int = 0
+    inflight: list[dict] = field(default_factory=list)
     machine: list[Task] = field(default_factory=list)  # machine tasks for in-context sampling
     reserve: list[Task] = field(default_factory=list)  # admitted instructions not yet needed for the target
     pending_classify: list[Task] = field(default_factory=list)
@@ -80,7 +84,10 @@ class LoopState:
     @property
     def in_flight(self) -> int:
         """Tasks on their way to acceptance (the reserve is not: it waits until it is needed)."""
-        return len(self.pending_classify) + len(self.pending_instances)
+        asked = sum(
+            1 for e in self.inflight if isinstance(e["ref"], dict)
+        )  # streaming: being classified etc.
+        return len(self.pending_classify) + len(self.pending_instances) + asked
 
     def checkpoint(self) -> dict:
         out: dict = {
@@ -178,6 +185,9 @@ class Bootstrap:
         self.sent = 0  # requests this process sent to the backend (replayed ones are not sent)
         self._committed = self.state.copy()  # the state as of the last journal event
         self._refs: dict[str, int] = {}  # instruction request id -> the list number its prompt ends with
+        self._window: tuple[list[Task], list[Task]] = ([], [])  # admitted, accepted since the last checkpoint
+        # Streaming: this round's accepted count, and its start (tokens, time) for the progress report.
+        self._round_accepted, self._round_tokens, self._round_t0 = 0, 0, time.perf_counter()
         # Instance prompts show seeds of the same kind as layout examples.
         self._complete = [s for s in self.seeds if s.instances]
         if not self._complete:
@@ -206,13 +216,21 @@ class Bootstrap:
         """Rounds until a stop condition. A signal or an unusable backend stops the loop too: the round it cut
         short is abandoned (its answers stay journaled), and either way every admitted task that was not
         finished is written as `loop_unfinished`, so nothing is left only in memory."""
+        streaming = self.loop.schedule == "stream"
         try:
-            while (reason := self.stop_reason()) is None:
-                self.step()
+            if streaming:
+                from selfinstruct.streaming import run_stream
+
+                reason = run_stream(self)
+            else:
+                while (reason := self.stop_reason()) is None:
+                    self.step()
         except (signals.Stopped, SelfInstructError) as e:
-            cut = self.state.round
-            self.state = self._committed.copy()
-            self.state.round = max(self.state.round, cut)  # the abandoned round's ids are never reused
+            if not streaming:  # streaming settles one answer at a time: its state is always the files'
+                cut = self.state.round
+                self.state = self._committed.copy()
+                self.state.round = max(self.state.round, cut)  # the abandoned round's ids are never reused
+                self._window = ([], [])
             self.finish(stop_name(e))
             raise
         self.finish(reason)
@@ -227,7 +245,12 @@ class Bootstrap:
         for where in QUEUES:
             left += [(where, t) for t in getattr(st, where)]
             setattr(st, where, [])
-        if not left and self.store is not None and self._last_stop == (reason, st.round):
+        # Streaming: tasks whose classification or instances were being asked for when the run stopped.
+        left += [
+            ("in_flight", Task.model_validate(e["ref"])) for e in st.inflight if isinstance(e["ref"], dict)
+        ]
+        st.inflight = []
+        if not left and not self._window[0] and self._last_stop == (reason, st.round):
             return  # a rerun of a finished run: nothing new to say
         with signals.critical():
             self.store.append(
@@ -238,18 +261,23 @@ class Bootstrap:
                     for where, t in left
                 ]
             )
-            self._checkpoint([], [], stop=reason)
+            self._checkpoint(stop=reason)
 
     _last_stop: tuple[str, int] | None = None
 
-    def _checkpoint(self, admitted: list[dict], accepted: list[dict], stop: str | None = None) -> None:
+    def _checkpoint(self, stop: str | None = None) -> None:
+        """The state, and what entered the pool and the accepted set since the last checkpoint, journaled
+        after the records they imply are on disk."""
+        admitted, accepted = self._window
+        self._window = ([], [])
+        self.store.sync()
         self.store.log(
             {
                 "ev": "round",
                 "round": self.state.round,
                 "state": self.state.checkpoint(),
-                "admitted": admitted,
-                "accepted": accepted,
+                "admitted": [journal.brief(t) for t in admitted],
+                "accepted": [journal.brief(t) for t in accepted],
                 "stop": stop,
             },
             sync=True,
@@ -257,6 +285,13 @@ class Bootstrap:
         faults.crash_point("after:checkpoint")
         self._committed = self.state.copy()
         self._last_stop = (stop, self.state.round) if stop else None
+
+    def settled(self, accepted: list[Task], admitted: list[Task]) -> None:
+        """Tasks just accepted and instructions just admitted: counted, pooled, kept for the next checkpoint."""
+        self.state.accepted += len(accepted)
+        self.state.machine += accepted if self.loop.machine_pool == "accepted" else admitted
+        self._window[0].extend(admitted)
+        self._window[1].extend(accepted)
 
     # ------------------------------------------------------------------ readmissions
     def take_in(self, rnd: int) -> None:
@@ -308,10 +343,9 @@ class Bootstrap:
             accepted, rejects, admitted = self._handle(rnd, plan, completions)
             with self.stats.timer("write"):
                 self.store.append(accepted, rejects)
-            st.accepted += len(accepted)
-            st.machine += accepted if self.loop.machine_pool == "accepted" else admitted
+            self.settled(accepted, admitted)
             st.idle_rounds = 0 if accepted else st.idle_rounds + 1
-            self._checkpoint([journal.brief(t) for t in admitted], [journal.brief(t) for t in accepted])
+            self._checkpoint()
         by_reason: dict[str, int] = {}
         for r in rejects:
             by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
@@ -483,7 +517,8 @@ class Bootstrap:
                 for k, block in enumerate(reading.unparsed if reading.items else []):
                     rejects.append(
                         _reject("parse", "unparseable", rnd, f"{rid}#{k}", raw=block.text, record=record,
-                                expected=reading.expected, problem=block.problem, layout=reading.layout)
+                                expected=reading.expected, problem=block.problem, layout=reading.layout,
+                                block=k)
                     )  # fmt: skip
                 if kind == "instructions":
                     candidates += [

@@ -61,6 +61,11 @@ class LoopConfig(_Section):
     )
     max_instances: int = Field(3, ge=1, description="Most instances kept per task.")
     alpaca_in_context: int = Field(3, ge=1, description="Seed examples shown per Alpaca request.")
+    schedule: Literal["rounds", "stream"] = Field(
+        "rounds",
+        description="rounds: send a batch, wait for all of it, decide, repeat. stream: keep round_size requests "
+        "in flight and decide on each answer as it arrives (no barrier; the order is journaled).",
+    )
     machine_pool: Literal["admitted", "accepted"] = Field(
         "accepted",
         description="Where in-context machine tasks are drawn from. admitted: every instruction that passed the "
@@ -149,6 +154,7 @@ DATA_FIELDS = (
     "loop.max_instances",
     "loop.alpaca_in_context",
     "loop.machine_pool",
+    "loop.schedule",
     "loop.classify_unclear",
     "sampling",
     "filters",

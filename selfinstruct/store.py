@@ -334,8 +334,17 @@ class RunStore:
         assert self._journal, "RunStore.open() first"
         self._journal.sync()
 
-    def append(self, tasks: Iterable[Task] = (), rejects: Iterable[Reject] = ()) -> tuple[int, int]:
-        """Append new records (skipping ids already on disk), then fsync both files.
+    def sync(self) -> None:
+        """fsync both record files (what `append(..., sync=False)` left flushed only)."""
+        assert self._tasks and self._rejects, "RunStore.open() first"
+        self._rejects.sync()
+        self._tasks.sync()
+
+    def append(
+        self, tasks: Iterable[Task] = (), rejects: Iterable[Reject] = (), *, sync: bool = True
+    ) -> tuple[int, int]:
+        """Append new records (skipping ids already on disk), then fsync both files (or, with `sync=False`,
+        flush them: for records the journal can derive again, fsynced at the next checkpoint).
 
         Rejects go first: if a crash lands in between, a replayed round finds its rejects already there
         (same ids, skipped) and writes its accepted tasks once.
@@ -349,7 +358,7 @@ class RunStore:
             self.reject_ids.add(rej.id)
             self.rejected.reject(rej.reason)
             n_rej += 1
-        self._rejects.sync()
+        self._rejects.sync() if sync else self._rejects.flush()
         faults.crash_point("after:rejects")
         for task in tasks:
             if task.id in self.task_ids:
@@ -357,7 +366,7 @@ class RunStore:
             self._tasks.write(Task.model_validate(task.model_dump()))  # validated on write
             self.task_ids.add(task.id)
             n_tasks += 1
-        self._tasks.sync()
+        self._tasks.sync() if sync else self._tasks.flush()
         faults.crash_point("after:tasks")
         return n_tasks, n_rej
 

@@ -27,13 +27,14 @@ from selfinstruct.store import RunStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recipe_file(tmp: Path, url: str, **loop) -> Path:
+def recipe_file(tmp: Path, url: str, concurrency: int = 4, **loop) -> Path:
     settings = {"target": 40, "round_size": 12, "max_rounds": 80, "patience": None, "seed": 3, **loop}
     path = tmp / "scripted.yaml"
     path.write_text(
         "name: scripted\n"
         f"seeds: {ROOT / 'seeds'}\n"
-        f"backend: {{kind: openai, base_urls: ['{url}'], model: scripted, concurrency: 4, max_retries: 0}}\n"
+        f"backend: {{kind: openai, base_urls: ['{url}'], model: scripted, concurrency: {concurrency}, "
+        "max_retries: 0}\n"
         f"loop: {json.dumps({'prompt_style': 'chat', **settings})}\n"
     )
     return path
@@ -318,3 +319,64 @@ def test_readmit_against_a_live_run_does_no_damage_and_the_task_is_taken_in(tmp_
         assert [r["reject_id"] for r in manifest["readmitted"]] == [chosen["id"]]
     finally:
         slow.close()
+
+
+@pytest.mark.parametrize("window", [1, 6])
+def test_streaming_kill_nine_then_resume(tmp_path, server, window):
+    """No barrier: answers are settled as they arrive and the order is journaled, so a resume replays it.
+    With one request in flight the arrival order is fixed and the killed-and-resumed run must end exactly as a
+    straight one; with several, arrival order is the server's, and what was decided before a kill must stand."""
+    recipe = recipe_file(
+        tmp_path, server.url, concurrency=1, target=40, round_size=window, schedule="stream", max_rounds=None
+    )
+    straight = tmp_path / "straight"
+    proc = start(recipe, straight)
+    log = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, log[-3000:]
+    want_tasks, want_rejects = records(straight / "tasks.jsonl"), records(straight / "rejects.jsonl")
+    assert len(want_tasks) >= 40 and want_rejects
+    straight_calls = list(server.calls)
+    server.calls.clear()
+    out = tmp_path / "killed"
+    kills, seen_tasks, seen_rejects = 0, [], []
+    for fault in ["after:journal:3", "tear:rejects.jsonl:4", "after:checkpoint:2", "tear:journal.jsonl:9",
+                  "after:journal:20", "tear:tasks.jsonl:5"]:  # fmt: skip
+        before = journaled_seeds(out)
+        sent_before = len(server.calls)
+        proc = start(recipe, out, fault=fault)
+        proc.wait(timeout=120)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, (fault, proc.stdout.read().decode()[-2000:])
+        kills += 1
+        resent = {int(k.split(":")[0]) for k in server.calls[sent_before:]} & before
+        assert not resent, f"answers already journaled were asked again after {fault}"
+        tasks, rejects = records(out / "tasks.jsonl"), records(out / "rejects.jsonl")
+        assert tasks[: len(seen_tasks)] == seen_tasks and rejects[: len(seen_rejects)] == seen_rejects
+        seen_tasks, seen_rejects = tasks, rejects
+    assert kills >= 4
+    proc = start(recipe, out)
+    log = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, log[-3000:]
+    tasks, rejects = records(out / "tasks.jsonl"), records(out / "rejects.jsonl")
+    assert tasks[: len(seen_tasks)] == seen_tasks and rejects[: len(seen_rejects)] == seen_rejects
+    candidates = [t["id"] for t in tasks] + [r["record"]["id"] for r in rejects if r.get("record")]
+    whole = [r for r in rejects if r.get("record") and not {"instance", "block"} & set(r["evidence"])]
+    assert len({t["id"] for t in tasks} | {r["record"]["id"] for r in whole}) == len(tasks) + len(whole)
+    assert candidates  # every candidate once: accepted, or rejected as a whole, never both
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["accepted"] == len(tasks) and manifest["counts"]["rejected"] == len(rejects)
+    if window == 1:
+        assert tasks == want_tasks and rejects == want_rejects
+        assert set(server.calls) <= set(straight_calls)
+
+
+def test_streaming_keeps_per_request_seeds_and_is_deterministic(tmp_path):
+    recipe = load_recipe(
+        recipe_file(tmp_path, "http://127.0.0.1:9/v1", target=30, round_size=8, schedule="stream")
+    )
+    a, b = ScriptedBackend(), ScriptedBackend()
+    generate(recipe, tmp_path / "a", backend=a)
+    generate(recipe, tmp_path / "b", backend=b)
+    assert records(tmp_path / "a" / "tasks.jsonl") == records(tmp_path / "b" / "tasks.jsonl")
+    assert a.calls == b.calls and len(a.calls) == a.calls.total()  # every request its own seed, asked once
