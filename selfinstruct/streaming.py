@@ -122,6 +122,8 @@ def settle(loop: Bootstrap, entry: dict, completion: Completion) -> None:
         st.round += 1
         st.idle_rounds = 0 if loop._round_accepted else st.idle_rounds + 1
         loop._checkpoint()
+        if loop.store is not None:
+            loop.take_in(st.round + 1)  # readmissions: taken in at each checkpoint, journaled there
         report = _report(loop)
         loop._round_accepted, loop._round_tokens = 0, st.completion_tokens
         loop._round_t0 = time.perf_counter()
