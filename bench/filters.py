@@ -312,7 +312,7 @@ def part_d(prefix: int = 5_000) -> None:
           f">= {floor * per_pair / cpu:,.0f}x |")  # fmt: skip
 
 
-def part_e(sizes: list[int], budget_s: float) -> None:
+def part_e(sizes: list[int], budget_s: float, kinds: tuple[str, ...] = ("realistic", "near")) -> None:
     """Time and peak memory from 50K to 1M, each size in a fresh process (so its peak RSS is its own)."""
     import subprocess
     import sys
@@ -321,7 +321,7 @@ def part_e(sizes: list[int], budget_s: float) -> None:
     print("    near-duplicate stream grown to the same size; each run in its own process")
     print("| input | texts | kept | wall s | cpu s | peak RSS MiB | cpu / previous |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for kind in ("realistic", "near"):
+    for kind in kinds:
         last = None
         for n in sizes:
             cmd = [sys.executable, __file__, "--one", kind, str(n)]
@@ -353,6 +353,7 @@ if __name__ == "__main__":
     ap.add_argument("--part", choices=["a", "b", "c", "d", "e"], action="append")
     ap.add_argument("--sizes", default="50000,100000,250000,500000,1000000")
     ap.add_argument("--budget", type=float, default=600.0, help="seconds per size in part e")
+    ap.add_argument("--kinds", default="realistic,near", help="inputs of part e")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -363,6 +364,6 @@ if __name__ == "__main__":
           f"{platform.python_version()}")  # fmt: skip
     for p in parts:
         if p == "e":
-            part_e([int(x) for x in args.sizes.split(",")], args.budget)
+            part_e([int(x) for x in args.sizes.split(",")], args.budget, tuple(args.kinds.split(",")))
         else:
             {"a": part_a, "b": part_b, "c": part_c, "d": part_d}[p]()

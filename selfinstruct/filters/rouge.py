@@ -67,6 +67,8 @@ _PROBE_PAIRS = 1500
 # Prefix entries newer than the cached pool matrix are put in a fresh matrix per chunk; past this many (or an
 # eighth of the cached ones) the cached one is rebuilt.
 _RECENT = 4096
+# Token strings a scan keeps (its recent items and the admitted slots they met) before starting afresh.
+_CACHE = 4096
 # Chunks of at most this many rows skip scipy (whose fixed cost per product outweighs a few rows' work).
 _FEW = 4
 # F is computed in floats; a pair is pruned only if its exact rational F is below the level by this margin.
@@ -384,7 +386,8 @@ class RougeIndex:
             if nd > min(a, b):
                 continue
             if mine is None:
-                mine = tokens[slot]
+                # the cache may have been cleared since this item's probe (a later, shorter block)
+                mine = tokens[slot] if slot in tokens else self._tokens(slot)
             other = tokens.get(t)
             if other is None:
                 other = tokens[t] = self._tokens(t)
@@ -555,11 +558,10 @@ class RougeScan:
             self._size = max(1, i - self._lo) if again else min(_CHUNK, 2 * self._size)
         self._lo, hi = i, min(self.n, i + self._size)
         lo, hi = self.base + i, self.base + hi
-        # Token lists of the block's items, and of the admitted slots they meet (bounded: kept per scan, and
-        # admitted slots are forgotten past _CHUNK entries).
+        # Token strings of the block's items, and of the admitted slots they meet (at most about _CACHE).
         flat = ix._seq(ix._tok[ix._foff[lo] : ix._foff[hi]])
         ends = (ix._foff[lo + 1 : hi + 1] - ix._foff[lo]).tolist()
-        if len(self._tokens) > 4 * _CHUNK:
+        if len(self._tokens) > _CACHE:
             self._tokens = {}
         for slot, start, end in zip(range(lo, hi), [0, *ends[:-1]], ends, strict=True):
             self._tokens[slot] = flat[start:end]
