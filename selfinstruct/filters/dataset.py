@@ -166,6 +166,9 @@ def _score_held(
     by_pos = {int(t.id.split(":", 1)[0]): t for t in kept}
     for pos, (original, kept_instances, _) in enumerate(held):
         if pos in by_pos:
+            scores = {k: by_pos[pos].meta[k] for k in ("ifd", "rating") if k in by_pos[pos].meta}
+            if scores and isinstance(original.get("meta"), dict):  # a task-shaped record keeps its scores
+                original = {**original, "meta": {**original["meta"], **scores}}
             kept_f.write(_kept_record(original, kept_instances))
     for r in rejects:
         pos, task_id = r.record["id"].split(":", 1)

@@ -112,3 +112,20 @@ def test_export_keeps_the_top_share_by_ifd(tmp_path, embedded_model):
     assert all(
         r.reason == "ifd_not_in_top_share" and r.evidence["ifd"] < r.evidence["cutoff"] for r in dropped
     )
+
+
+def test_filter_keeps_scores_in_task_shaped_records(tmp_path, embedded_model):
+    src = tmp_path / "tasks.jsonl"
+    tasks = [Task(id=f"t{i}", instruction=i_, instances=[Instance(input=x, output=o)], meta={"round": 1})
+             for i, (i_, x, o) in enumerate(TRIPLES[:2])]  # fmt: skip
+    src.write_text("".join(t.model_dump_json() + "\n" for t in tasks))
+    config = FilterConfig(heuristics=None, minhash=None, rouge=None, ifd=IFDConfig(model=str(embedded_model)))
+    from selfinstruct.audit import audit
+    from selfinstruct.filters.dataset import filter_file
+
+    filter_file(src, tmp_path / "o", config)
+    kept = [json.loads(line) for line in (tmp_path / "o" / "kept.jsonl").read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["t0", "t1"]
+    assert all(0 < k["meta"]["ifd"] < 1 and k["meta"]["round"] == 1 for k in kept)
+    # The audit of the filter directory draws the IFD distribution from those scores.
+    assert audit(tmp_path / "o")["coverage"]["scores"]["ifd"]["accepted"]["n"] == 2
