@@ -21,134 +21,17 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
 
-from selfinstruct import faults, journal, parse, prompts, signals
+from selfinstruct import answers, faults, journal, parse, prompts, signals
 from selfinstruct.config import Recipe
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.filters.base import reject
 from selfinstruct.llm.base import Backend, Completion, Request
+from selfinstruct.loopstate import QUEUES, LoopState, RoundReport, request_seed, round_rng, stop_name
 from selfinstruct.schema import Reject, Task
 from selfinstruct.stats import Stats
 from selfinstruct.store import RunStore
-
-
-@dataclass
-class RoundReport:
-    """What one round did, for progress displays and the manifest."""
-
-    round: int
-    accepted: int
-    rejected: int
-    accepted_total: int
-    target: int
-    completion_tokens: int
-    generate_s: float  # the backend call alone, so tokens / generate_s is the generation rate
-    rejects_by_reason: dict[str, int]
-
-
-QUEUES = ("reserve", "pending_classify", "pending_instances")
-
-
-@dataclass
-class LoopState:
-    """The loop's state between rounds. All of it but `machine` is checkpointed in the journal; `machine` (the
-    in-context pool) is rebuilt from the journal's admitted/accepted lists."""
-
-    round: int = 0
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    classify_unclear: int = (
-        0  # answers that read as neither yes nor no (asked again, then the recipe's default)
-    )
-    accepted: int = 0  # tasks accepted, readmitted ones included: what the target counts
-    idle_rounds: int = 0
-    # Tasks through the instance stage, and those of them kept: the yield estimate.
-    finished: int = 0
-    kept: int = 0
-    # Streaming schedule (streaming.py): requests planned so far, answers settled, requests in flight.
-    sent: int = 0
-    handled: int = 0
-    inflight: list[dict] = field(default_factory=list)
-    machine: list[Task] = field(default_factory=list)  # machine tasks for in-context sampling
-    reserve: list[Task] = field(default_factory=list)  # admitted instructions not yet needed for the target
-    pending_classify: list[Task] = field(default_factory=list)
-    pending_instances: list[Task] = field(default_factory=list)
-
-    def instance_yield(self) -> float:
-        """Share of tasks that survive the instance stage, with a prior of one in two."""
-        return (self.kept + 1) / (self.finished + 2)
-
-    @property
-    def in_flight(self) -> int:
-        """Tasks on their way to acceptance (the reserve is not: it waits until it is needed)."""
-        asked = sum(
-            1 for e in self.inflight if isinstance(e["ref"], dict)
-        )  # streaming: being classified etc.
-        return len(self.pending_classify) + len(self.pending_instances) + asked
-
-    def checkpoint(self) -> dict:
-        out: dict = {
-            f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*QUEUES, "machine")
-        }
-        for q in QUEUES:
-            out[q] = [t.model_dump(mode="json") for t in getattr(self, q)]
-        return out
-
-    @classmethod
-    def from_checkpoint(cls, data: dict, machine: list[Task]) -> LoopState:
-        queues = {q: [Task.model_validate(t) for t in data.get(q, [])] for q in QUEUES}
-        counters = {k: v for k, v in data.items() if k not in QUEUES}
-        return cls(**counters, **queues, machine=machine)
-
-    def copy(self) -> LoopState:
-        """Queues and pool as new lists (their tasks are never mutated, only replaced)."""
-        return LoopState(**{f.name: _copied(getattr(self, f.name)) for f in fields(self)})
-
-
-def _copied(value):
-    return list(value) if isinstance(value, list) else value
-
-
-def request_seed(loop_seed: int, rnd: int, i: int) -> int:
-    """A distinct, reproducible sampling seed per request."""
-    return (loop_seed * 1_000_003 + rnd * 10_007 + i) % (2**31 - 1)
-
-
-def round_rng(loop_seed: int, rnd: int) -> random.Random:
-    """The round's sampler of in-context tasks: the same seed and round draw the same tasks on a resume."""
-    return random.Random(loop_seed * 1_000_003 + rnd)
-
-
-def _reject(
-    stage: str, reason: str, rnd: int, request: str, *, raw: str = "", record: dict | None = None, **evidence
-) -> Reject:
-    """A reject of one whole completion: its id is the request's, so two answers that read alike (two empty
-    ones, two failures) are two records, and a replayed round derives the same id again."""
-    return Reject(
-        id=f"rej-{request}-{reason}",
-        stage=stage,
-        reason=reason,
-        evidence={"request": request, **evidence},
-        raw=raw,
-        record=record,
-        round=rnd,
-    )
-
-
-def _for_record(task: Task) -> Task:
-    """Accepted tasks keep their evidence but not the raw completion (that matters for rejects only)."""
-    meta = {k: v for k, v in task.meta.items() if k not in ("raw", "raw_instances")}
-    return task.model_copy(update={"meta": meta})
-
-
-def stop_name(e: BaseException) -> str:
-    """The manifest's stop reason for a stop the loop did not choose."""
-    if isinstance(e, signals.Stopped):
-        return f"stopped: {signals.NAMES.get(e.signum, e.signum)}"
-    return f"error: {e}"
 
 
 class Bootstrap:
@@ -474,91 +357,53 @@ class Bootstrap:
         rng.shuffle(shown)
         return shown
 
-    # ------------------------------------------------------------------ completions -> records
+    # ------------------------------------------------------------------ answers -> records
     def _handle(
         self, rnd: int, plan, completions: list[Completion]
     ) -> tuple[list[Task], list[Reject], list[Task]]:
-        """Parse and filter one round's answers: (accepted tasks, rejects, instructions admitted to the pool)."""
+        """Read and filter answers: (accepted tasks, rejects, instructions admitted to the pool)."""
+        st = self.state
         rejects: list[Reject] = []
         candidates: list[Task] = []
         with_instances: list[Task] = []
-        for (kind, ref), comp in zip(plan, completions, strict=True):
-            rid = comp.request_id
-            if not comp.ok:
-                record = ref.model_dump() if isinstance(ref, Task) else None
-                if kind == "instances":
-                    self.state.finished += 1
-                rejects.append(_reject("llm", "llm_error", rnd, rid, record=record, error=comp.error))
-                continue
-            truncated = comp.finish_reason == "length"
-            with self.stats.timer("parse"):
-                if kind == "classify":
+        with self.stats.timer("parse"):
+            for (kind, ref), comp in zip(plan, completions, strict=True):
+                if kind == "classify" and comp.ok:
                     self._classified(ref, comp.text)
                     continue
-                if kind == "instructions":
-                    # raw prompts end with the next number
-                    first = self._refs.pop(rid, None) if self.style == "raw" else None
-                    reading = parse.read_list(comp.text, first_number=first, truncated=truncated)
-                elif kind == "examples":
-                    # Raw prompts end with "Instruction:", so the answer starts inside the first example.
-                    text = f"Instruction:{comp.text}" if self.style == "raw" else comp.text
-                    reading = parse.read_examples(text, truncated=truncated)
-                else:
-                    reading = parse.read_instances(
-                        comp.text, output_first=bool(ref.is_classification), truncated=truncated
-                    )
-                record = ref.model_dump() if kind == "instances" else None
-                if reading.problem is not None:
-                    rejects.append(
-                        _reject("parse", "unparseable", rnd, rid, raw=comp.text, record=record,
-                                expected=reading.expected, problem=reading.problem)
-                    )  # fmt: skip
-                # Blocks that did not read unambiguously are on record each, beside what did read.
-                for k, block in enumerate(reading.unparsed if reading.items else []):
-                    rejects.append(
-                        _reject("parse", "unparseable", rnd, f"{rid}#{k}", raw=block.text, record=record,
-                                expected=reading.expected, problem=block.problem, layout=reading.layout,
-                                block=k)
-                    )  # fmt: skip
-                if kind == "instructions":
-                    candidates += [
-                        self._candidate(it.text, rnd, rid, j, comp.text, it.complete)
-                        for j, it in enumerate(reading.items)
-                    ]
-                elif kind == "examples":
-                    for j, (instr, inst) in enumerate(reading.items):
-                        task = self._candidate(instr, rnd, rid, j, comp.text, True)
-                        candidates.append(task.model_copy(update={"instances": [inst]}))
-                elif not reading.items:
-                    self.state.finished += 1
-                else:
-                    with_instances.append(
-                        ref.model_copy(
-                            update={
-                                "instances": reading.items[: self.loop.max_instances],
-                                "meta": {**ref.meta, "raw_instances": comp.text},
-                            }
-                        )
-                    )
+                first = self._refs.pop(comp.request_id, None)
+                got = answers.read_answer(
+                    kind,
+                    ref if isinstance(ref, Task) else None,
+                    comp,
+                    rnd=rnd,
+                    raw_style=self.style == "raw",
+                    first=first,
+                    max_instances=self.loop.max_instances,
+                )
+                rejects += got.rejects
+                candidates += got.candidates
+                if got.completed is not None:
+                    with_instances.append(got.completed)
+                elif kind == "instances":
+                    st.finished += 1  # through the instance stage with nothing to show
         accepted: list[Task] = []
-        admitted: list[Task] = []
         with self.stats.timer("filter"):
             if self.loop.mode == "alpaca":
                 kept, rej = self.chain.check(candidates, round=rnd)
                 rejects += rej
-                accepted += kept  # complete already; a last round may pass the target by its own yield
-                admitted += kept
+                accepted = admitted = (
+                    kept  # complete already; a last round may pass the target by its own yield
+                )
             else:
-                kept, rej = self.chain.check_instructions(candidates, round=rnd)
+                admitted, rej = self.chain.check_instructions(candidates, round=rnd)
                 rejects += rej
-                admitted += kept
-                self.state.reserve += kept
-                self.state.finished += len(with_instances)
-                kept, rej = self.chain.check_instances(with_instances, round=rnd)
+                st.reserve += admitted
+                st.finished += len(with_instances)
+                accepted, rej = self.chain.check_instances(with_instances, round=rnd)
                 rejects += rej
-                accepted += kept
-                self.state.kept += len(kept)
-        return [_for_record(t) for t in accepted], rejects, admitted
+                st.kept += len(accepted)
+        return [answers.for_record(t) for t in accepted], rejects, admitted
 
     def _classified(self, task: Task, answer: str) -> None:
         """Yes/no from the answer. An unclear one is asked once more, greedily, when the recipe says so;
@@ -577,16 +422,4 @@ class Bootstrap:
             label = policy == "yes"
         self.state.pending_instances.append(
             task.model_copy(update={"is_classification": bool(label), "meta": meta})
-        )
-
-    @staticmethod
-    def _candidate(instruction: str, rnd: int, request: str, pos: int, raw: str, complete: bool) -> Task:
-        """A new candidate; its id names where it came from (request and position), never its text."""
-        meta = {"raw": raw, "finish_reason": "stop" if complete else "length"}
-        return Task(
-            id=f"t-{request}.{pos}",
-            instruction=instruction,
-            provenance="generated",
-            round=rnd,
-            meta=meta,
         )

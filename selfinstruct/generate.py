@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from selfinstruct import journal, prompts
-from selfinstruct.bootstrap import Bootstrap, LoopState, RoundReport, stop_name
+from selfinstruct.bootstrap import Bootstrap
 from selfinstruct.config import Recipe, data_view, diff
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend
+from selfinstruct.loopstate import LoopState, RoundReport, stop_name
 from selfinstruct.schema import Readmission, RunManifest, sha256, stable_json, utc_now
 from selfinstruct.seeds import input_files, load_tasks
 from selfinstruct.signals import Stopped

@@ -22,8 +22,8 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 from selfinstruct import faults, journal, signals
-from selfinstruct.bootstrap import request_seed, round_rng
 from selfinstruct.llm.base import Completion, Request
+from selfinstruct.loopstate import request_seed, round_rng
 from selfinstruct.schema import Task
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def _batched(backend, source: Iterator[Request | None], window: int) -> Iterator
 
 def _report(loop: Bootstrap):
     """A round of the streaming schedule (round_size settled answers), for progress and the manifest."""
-    from selfinstruct.bootstrap import RoundReport
+    from selfinstruct.loopstate import RoundReport
 
     st = loop.state
     tokens = st.completion_tokens - loop._round_tokens

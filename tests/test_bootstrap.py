@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfinstruct.bootstrap import Bootstrap, LoopState, _reject, round_rng
+from selfinstruct.answers import answer_reject as _reject
+from selfinstruct.bootstrap import Bootstrap
 from selfinstruct.cli import app
 from selfinstruct.config import load_recipe
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.generate import generate
+from selfinstruct.loopstate import LoopState, round_rng
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.seeds import load_tasks
 from selfinstruct.store import REJECTS, TASKS, RunStore, read_jsonl
