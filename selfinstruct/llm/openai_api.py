@@ -152,9 +152,11 @@ class OpenAIBackend:
             more = True
             while True:
                 while more and len(pending) < limit:
-                    req = next(source, None)
-                    if req is None:
+                    req = next(source, _END)
+                    if req is _END:
                         more = False
+                        break
+                    if req is None:  # nothing to ask right now: ask the source again after the next answer
                         break
                     pending.add(asyncio.run_coroutine_threadsafe(self._one(client, req), loop))
                 if not pending:
@@ -404,6 +406,9 @@ def run_in_thread(coro) -> Any:
             except BaseException:  # noqa: S110 - the cancellation we asked for, or what it left behind
                 pass
         raise
+
+
+_END = object()  # the request source is exhausted (None from it means "nothing right now")
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------

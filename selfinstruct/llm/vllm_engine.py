@@ -166,12 +166,16 @@ class VLLMBackend:
         more = True
         try:
             while True:
+                idle = False  # the source had nothing to ask right now
                 while more and (limit is None or len(live) < limit):
-                    item = next(source, None)
-                    if item is None:
+                    item = next(source, _END)
+                    if item is _END:
                         more = False
                         break
                     tag, req = item
+                    if req is None:  # nothing to ask right now: ask the source again after the next answer
+                        idle = True
+                        break
                     ids, error = self._checked_prompt(req)
                     if error is not None:
                         yield tag, error
@@ -182,9 +186,9 @@ class VLLMBackend:
                     engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)
                     live[rid] = (tag, req)
                 if not live:
-                    if more:
+                    if more and not idle:
                         continue
-                    return
+                    return  # exhausted, or nothing in flight and nothing to ask: no answer will ever come
                 for out in engine.step():
                     if out.finished and out.request_id in live:
                         tag, req = live.pop(out.request_id)
@@ -220,6 +224,9 @@ class VLLMBackend:
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.model!r})"
+
+
+_END = object()  # the request source is exhausted (a None request from it means "nothing right now")
 
 
 def _untagged(run: Iterator[tuple[Any, Completion]]) -> Iterator[Completion]:
