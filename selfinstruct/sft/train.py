@@ -27,9 +27,11 @@ from selfinstruct.sft import identity
 from selfinstruct.sft.config import SFTConfig, check_trainer_keys
 from selfinstruct.sft.data import PackCollator, PadCollator, encode_all, load_examples, preview
 from selfinstruct.sft.identity import CARD, FINGERPRINT, METRICS, SUMMARY
+from selfinstruct.sft.metrics import callbacks as metric_callbacks
+from selfinstruct.sft.metrics import trim_metrics
 from selfinstruct.sft.render import Renderer, load_tokenizer
 from selfinstruct.sft.save import model_card, save_student
-from selfinstruct.store import repair_torn_tail, write_json_atomic
+from selfinstruct.store import write_json_atomic
 
 # The oldest transformers that trains correctly with our defaults, found by running tests/sft/test_train.py
 # against older releases: `train_sampling_strategy` arrived in 5.2, but 5.2.0-5.5.3 let Accelerate divide
@@ -88,46 +90,6 @@ def token_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any
     )
     n = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
     return total / n
-
-
-# ---- callbacks ---------------------------------------------------------------------------------------------
-
-
-def _callbacks(metrics_path: Path, progress: Callable[[int, int, dict], None] | None) -> list[Any]:
-    from transformers import TrainerCallback
-
-    class MetricsCallback(TrainerCallback):
-        """Appends every log (loss, grad norm, lr) as one JSON line: the loss curve survives a crash."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
-                return
-            row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": round(time.time(), 3)}
-            with signals.critical(), open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            if progress is not None:
-                progress(state.global_step, state.max_steps, logs)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if progress is not None and state.is_world_process_zero:
-                progress(state.global_step, state.max_steps, {})
-
-    return [MetricsCallback()]
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint: those steps are trained again."""
-    if not path.is_file():
-        return
-    repair_torn_tail(path)  # a kill mid-append leaves a half row
-    keep = [
-        ln
-        for ln in path.read_text(encoding="utf-8").splitlines()
-        if ln.strip() and json.loads(ln).get("step", 0) <= step
-    ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---- the run -----------------------------------------------------------------------------------------------
@@ -227,7 +189,7 @@ def _prepare(out: Path, fp: dict, *, fresh: bool) -> str | None:
     write_json_atomic(out / FINGERPRINT, fp)
     last = identity.last_complete_checkpoint(out)
     if last is not None:
-        _trim_metrics(out / METRICS, int(last.name.split("-")[-1]))
+        trim_metrics(out / METRICS, int(last.name.split("-")[-1]))
     else:
         (out / METRICS).unlink(missing_ok=True)  # a fresh run starts a fresh curve
     return str(last) if last else None
@@ -345,7 +307,7 @@ def train(
         data_collator=PackCollator() if packing else PadCollator(pad_id),
         processing_class=tokenizer,
         compute_loss_func=token_loss,
-        callbacks=_callbacks(out / METRICS, progress) + list(callbacks),
+        callbacks=metric_callbacks(out / METRICS, progress) + list(callbacks),
     )
     # With tqdm off the Trainer prints every log dict to stdout; metrics.jsonl and `progress` have them, and
     # stdout belongs to the CLI (`--json` prints exactly one object).
