@@ -9,8 +9,8 @@ included; those not yet answered are then sent again. A checkpoint (a "round" in
 falls after every `round_size` settled answers.
 
 The backend's `stream(requests, max_in_flight=)` pulls requests from an iterator that yields None for "nothing
-to ask right now" (the backend asks again after the next answer); backends without `stream` get one built
-from `generate` on the requests at hand. This module knows nothing of files: the loop's store does the writing.
+to ask right now" (the backend asks again after the next answer); `llm.base.stream` builds one from `generate`
+for backends without it. This module knows nothing of files: the loop's store does the writing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from selfinstruct import faults, journal, signals
 from selfinstruct.llm.base import Completion, Request
+from selfinstruct.llm.base import stream as llm_stream
 from selfinstruct.loopstate import request_seed, round_rng
 from selfinstruct.schema import Task
 
@@ -68,9 +69,7 @@ def run_stream(loop: Bootstrap) -> str:
     hand_over()
     if not st.inflight:
         return "no_progress"  # nothing to ask and nothing asked: the target cannot move
-    window = loop.loop.round_size
-    stream = getattr(loop.backend, "stream", None)
-    answers = stream(source(), max_in_flight=window) if stream else _batched(loop.backend, source(), window)
+    answers = llm_stream(loop.backend, source(), max_in_flight=loop.loop.round_size)
     loop.sent += len(pending)
     with closing(answers), signals.unwrap_stop():
         for c in answers:
@@ -174,21 +173,6 @@ def _next(loop: Bootstrap) -> dict | None:
 
 def _entry(st, request_id: str) -> dict | None:
     return next((e for e in st.inflight if e["request"]["id"] == request_id), None)
-
-
-def _batched(backend, source: Iterator[Request | None], window: int) -> Iterator[Completion]:
-    """`stream` for a backend that only has `generate`: whatever is asked for now, as one batch."""
-    while True:
-        batch: list[Request] = []
-        for req in source:
-            if req is None:
-                break
-            batch.append(req)
-            if len(batch) >= window:
-                break
-        if not batch:
-            return
-        yield from backend.generate(batch)
 
 
 def _report(loop: Bootstrap):

@@ -8,7 +8,6 @@ knows nothing of tasks, filters or files.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -85,8 +84,10 @@ class Backend(Protocol):
     ) -> Iterator[Completion]:
         """Completions as they finish, any order, each carrying its `request_id`; at most `max_in_flight`
         requests outstanding (None: the backend's own bound). `requests` is pulled only when there is room,
-        so it may be a lazy generator deciding the next request from the completions seen so far. Closing
-        the iterator early aborts every request still in flight and leaves the backend usable."""
+        so it may be a lazy generator deciding the next request from the completions seen so far; it yields
+        None for "nothing to ask right now" (asked again after the next completion), and the stream ends when
+        nothing is in flight and nothing is asked. Closing the iterator early aborts every request still in
+        flight and leaves the backend usable."""
         ...
 
     def close(self) -> None: ...
@@ -102,6 +103,16 @@ def stream(
     return _in_batches(backend, iter(requests), max_in_flight or 64)
 
 
-def _in_batches(backend: Backend, source: Iterator[Request], size: int) -> Iterator[Completion]:
-    while batch := list(islice(source, size)):
+def _in_batches(backend: Backend, source: Iterator[Request | None], size: int) -> Iterator[Completion]:
+    """Whatever the source asks for now (up to `size`, until it says None), as one `generate` call; repeat."""
+    while True:
+        batch: list[Request] = []
+        for req in source:
+            if req is None:
+                break
+            batch.append(req)
+            if len(batch) >= size:
+                break
+        if not batch:
+            return
         yield from backend.generate(batch)
