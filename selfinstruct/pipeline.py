@@ -108,14 +108,23 @@ def _export(recipe: Recipe, root: Path, note) -> dict:
     return {"rows": rows, "out": str(out)}
 
 
-def _train(recipe: Recipe, root: Path, note) -> dict:
+def _train(recipe: Recipe, root: Path, note, *, fresh: bool = False, force: bool = False) -> dict:
     from selfinstruct.sft.train import train
 
     def progress(step: int, total: int, logs: dict) -> None:
         if "loss" in logs:
             note(f"train step {step}/{total}: loss {logs['loss']:.4f}")
 
-    res = train(recipe.sft, root / "export" / "train.jsonl", root / "student", progress=progress)
+    # fresh: the stage finished before and runs again (its data or settings changed), so the old student
+    # in RUN/student is this pipeline's own output to replace; an interrupted stage resumes instead.
+    res = train(
+        recipe.sft,
+        root / "export" / "train.jsonl",
+        root / "student",
+        progress=progress,
+        fresh=fresh,
+        force=force,
+    )
     return {
         "used": res.used,
         "skipped": res.skipped,
@@ -173,6 +182,8 @@ def run(
         t0 = time.perf_counter()
         if name == "generate":
             result = _generate(recipe, root, note, force=force)
+        elif name == "train":
+            result = _train(recipe, root, note, fresh=bool(done.get("finished")), force=force)
         else:
             result = RUNNERS[name](recipe, root, note)
         upstream_ran = True
