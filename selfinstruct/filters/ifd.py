@@ -83,19 +83,30 @@ class IFDScorer:
                 # The first answer token needs something before it; with neither BOS nor prompt it is skipped.
                 first = max(len(p), 1)
                 labels[i, first : len(s)] = ids[i, first : len(s)]
-            with torch.inference_mode():
-                logits = self._model(
-                    input_ids=ids.to(self._device), attention_mask=mask.to(self._device)
-                ).logits
-            logits = logits[:, :-1].float()
             target = labels[:, 1:].to(self._device)
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(target.shape)
-            counted = (target != -100).sum(1)
-            for row, n in zip(nll.sum(1).tolist(), counted.tolist(), strict=True):
+            keep = target != -100  # positions whose next token is an answer token
+            with torch.inference_mode():
+                logits = self._answer_logits(ids.to(self._device), mask.to(self._device), keep)
+            nll = torch.nn.functional.cross_entropy(logits.float(), target[keep], reduction="none")
+            rows = torch.zeros(len(seqs), device=nll.device).index_add_(0, keep.nonzero()[:, 0], nll)
+            for row, n in zip(rows.tolist(), keep.sum(1).tolist(), strict=True):
                 out.append(row / n if n else float("nan"))
         return out
+
+    def _answer_logits(self, ids, mask, keep):
+        """Logits at the `keep` positions only. The vocabulary projection of every prompt position would cost
+        a (batch, length, 49K) tensor, most of it thrown away; models that post-process logits (a softcap)
+        go through their own head instead."""
+        m = self._model
+        body = getattr(m, "model", None)
+        if (
+            body is None
+            or getattr(m.config, "final_logit_softcapping", None)
+            or m.get_output_embeddings() is None
+        ):
+            return m(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
+        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+        return m.get_output_embeddings()(hidden[keep])
 
     def score_texts(self, triples: Sequence[tuple[str, str, str]]) -> list[dict[str, float | None]]:
         """For each (instruction, input, output): {"ifd", "ppl_conditioned", "ppl_answer"} (None if empty)."""
