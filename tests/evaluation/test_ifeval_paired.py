@@ -127,6 +127,15 @@ def test_cli_needs_a_checkpoint(tmp_path):
     assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
     res = CliRunner().invoke(app, ["eval", "judge", "--model", "served-name"])
     assert res.exit_code == 1 and "`--base` is needed" in res.stderr
-    args = ["eval", "judge", "--model", "served-a", "--base", "served-b", "--judge-url", "http://127.0.0.1:9/v1"]
+    args = [
+        "eval",
+        "judge",
+        "--model",
+        "served-a",
+        "--base",
+        "served-b",
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1 and "`--judge-model` is needed with --judge-url" in res.stderr
