@@ -21,9 +21,9 @@ def test_run_quickstart_then_rerun_skips_finished_stages(tmp_path, external):
     recipe["loop"].update(target=2, round_size=16, max_rounds=6)
     recipe["sft"]["trainer"].update(max_steps=2)
     recipe["eval"] = {
-        "limit": 3,
+        "ifeval_limit": 3,
         "max_tokens": 24,
-        "data": str(external / "self_instruct_user_oriented_instructions.jsonl"),
+        "ifeval_data": str(external / "ifeval_input_data.jsonl"),
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -39,7 +39,7 @@ def test_run_quickstart_then_rerun_skips_finished_stages(tmp_path, external):
     assert st["export"]["rows"] >= 2 and st["train"]["steps"] == 2 and st["train"]["final_loss"] > 0
     assert (out / "student" / "config.json").is_file() and (out / "student" / "metrics.jsonl").is_file()
     report = json.loads((out / "eval" / "report.json").read_text())
-    assert report["items"] == 3 and report["base"]["answers"] == 3 and report["student"]["answers"] == 3
+    assert report["items"] == 3 and report["compared"] + report["left_out"] == 3
     assert json.loads((out / "pipeline.json").read_text())["stages"] == st
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
