@@ -98,8 +98,14 @@ def generate(
     recipe = resolve(recipe)
     seed_files = input_files(recipe.seeds)
     seeds = load_tasks(recipe.seeds)
-    # Keyed by file name: the same seeds reached by a relative or an absolute path are the same seeds.
-    seed_hashes = {f.name: sha256(f.read_text(encoding="utf-8"))[:16] for f in seed_files}
+    # Keyed by file name: the same seeds reached by a relative or an absolute path are the same seeds. A pipe
+    # (`<(...)`) can be read only once: it is keyed by the tasks read from it instead.
+    seed_hashes = {
+        f.name: sha256(
+            f.read_text(encoding="utf-8") if f.is_file() else stable_json([t.model_dump() for t in seeds])
+        )[:16]
+        for f in seed_files
+    }
     identity = _identity(recipe, seed_hashes)
     resolved = recipe.model_dump(mode="json")
     style = prompt_style(recipe)

@@ -90,3 +90,21 @@ def test_machine_pool_admitted_shows_instructions_not_yet_finished(tmp_path):
         # Round 2's instruction prompts: the planet task was admitted in round 1 but has no instances yet.
         later = backend.shown[4:]
         assert later and any("planet number 1" in p for p in later) is seen, pool
+
+
+def test_seeds_through_a_pipe_are_read_once(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "seeds.jsonl"
+    os.mkfifo(fifo)
+    text = (ROOT / "seeds" / "seed_tasks.jsonl").read_text()
+
+    def feed():
+        with open(fifo, "w") as f:
+            f.write(text)
+
+    threading.Thread(target=feed, daemon=True).start()
+    r = recipe(target=1, max_rounds=1).model_copy(update={"seeds": str(fifo)})
+    m = generate(r, tmp_path / "r", backend=Fixed())
+    assert m.seeds["tasks"] == 175 and m.seeds["files"]["seeds.jsonl"]
