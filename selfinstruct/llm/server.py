@@ -116,6 +116,9 @@ def launch(
     model = Path(model)
     if not model.is_dir():
         raise SelfInstructError(f"model directory {model} does not exist (run `selfinstruct model prepare`)")
+    from selfinstruct.evaluation.backends import refuse_adapter_only
+
+    refuse_adapter_only(str(model))
     if port:
         _check_port_free(host, port)
     else:
