@@ -19,17 +19,23 @@ one `_DELTA` of admits when most are, so both kinds of stream cost little per ca
 A probe never scores most pairs. With lengths a and b, F = 2*LCS/(a+b), so a pair can only reach a level t
 if LCS >= need(a, b) = ceil(t*(a+b)/2). Three exact filters, cheapest first:
   - length: need(a, b) <= min(a, b) (for t = 0.7: shorter/longer >= 0.538);
-  - prefix filtering (Chaudhuri et al. 2006; Bayardo et al., "Scaling up all pairs similarity search", 2007):
-    LCS <= the multiset overlap of the two token bags, and two bags that overlap in tau elements share at
-    least k of them among their (size - tau + k) rarest; so only the rarest tokens of each text are indexed,
-    and a pair must meet in at least K of them;
-  - the multiset overlap itself, computed with numpy for every surviving candidate.
+  - prefix filtering (Chaudhuri et al. 2006; Bayardo et al., "Scaling up all pairs similarity search", 2007;
+    Xiao et al., PPJoin, 2008): LCS <= the multiset overlap o of the two token bags, and in one fixed total
+    order of features, a text's first (size - o + k) features hold at least k of the o shared ones (at most
+    size - o of its features are unshared), and the shared ones held by each side are the first of the
+    shared in that order; so two prefixes of (size - o + k) share at least min(k, o). Each admitted text
+    indexes its first (b - tau_min(b) + K) features, tau_min(b) being the least need any partner of a
+    length-b text has; a probing text of length a looks at its j-th feature only for partners with
+    need(a, b) <= a - j + K - 1 (its prefix for that partner, a bound on b since need grows with b), and
+    a pair must meet in at least min(K, need) prefix features;
+  - the multiset overlap itself, for every surviving candidate.
 What is left gets an exact bit-parallel LCS from `rapidfuzz.distance.LCSseq` on the token ids, then
 rouge-score's F. Each text is tokenized once, when scanned, into int arrays (token ids and features).
 
 Python costs per block, not per text or pair: a scan tokenizes its whole batch with one regex pass and numbers
-its features; a probe picks every prefix with numpy sorts and counts the shared prefix features of all pairs
-(block x admitted slots) with one sparse matrix product (scipy).
+its features; a probe picks every prefix with numpy sorts, then one compiled loop (`rouge_prefix`) walks the
+posting lists (each feature's slots by ascending length, so the length window is two binary searches),
+counts shared prefix features per admitted slot and checks the bounds and the overlap of each touched pair.
 
 The rarity order only affects speed, never results; it is recomputed from document frequencies whenever the
 number of texts has doubled. This module knows nothing of tasks or rejects: it maps keys and texts to scores.
@@ -43,20 +49,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from scipy.sparse import csr_matrix
+
+from selfinstruct.filters.rouge_prefix import candidates, postings
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SEP = "\x00"
 # bytes.translate table: [a-z0-9] and the separator stay, every other byte becomes a space.
 _KEEP = bytes(c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789\x00" else 32 for c in range(256))
 # Features: a token's k-th occurrence in a text is its own feature, (token, k), so bags become sets.
-# Required shared prefix features per pair (the k above). On 50K realistic instructions k = 1, 2, 3, 4
-# touch 54M, 72M, 97M, 130M prefix pairs and leave 34M, 6.9M, 2.2M, 0.9M candidates; with the sparse
-# product k = 3 takes 5.3 s there against 12.1 s for k = 2, and both take about 14 ms on the 2,000 Alpaca
-# texts of the benchmark (k = 1: 24 ms, k = 4: 16 ms).
+# Required shared prefix features per pair (the k above). With the compiled candidate loop, 100K realistic
+# instructions take 36.6, 17.7, 14.8, 14.6 and 19.5 cpu s for K = 1, 2, 3, 4, 6 (short prefixes leave many
+# pairs to check; long ones walk long posting lists of common words).
 _K = 3
-# Most batch items per probe (one sparse product); it bounds the pairs one product returns (memory).
+# Most batch items per probe; it bounds the candidates one probe returns (memory).
 _CHUNK = 1024
 # Admits since an item's probe that are compared with it one pair at a time, at most; past them, a new probe.
 # The number used follows the share s of items admitted in the block before: a probe costs about as much
@@ -64,13 +72,15 @@ _CHUNK = 1024
 # 5; most items kept: 55).
 _DELTA = 64
 _PROBE_PAIRS = 1500
-# Prefix entries newer than the cached pool matrix are put in a fresh matrix per chunk; past this many (or an
-# eighth of the cached ones) the cached one is rebuilt.
+# Prefix entries newer than the cached, length-sorted postings go in fresh unsorted postings per probe; past
+# this many (or an eighth of the cached ones) the cached ones are rebuilt.
 _RECENT = 4096
 # Token strings a scan keeps (its recent items and the admitted slots they met) before starting afresh.
 _CACHE = 4096
-# Chunks of at most this many rows skip scipy (whose fixed cost per product outweighs a few rows' work).
-_FEW = 4
+# The longest partner length a window can name (level 0: any length).
+_UNBOUNDED = 1 << 40
+# Postings with no entries, for the cached side before it exists.
+_NO_POSTINGS = (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
 # F is computed in floats; a pair is pruned only if its exact rational F is below the level by this margin.
 _EPS = 1e-7
 
@@ -177,9 +187,16 @@ class RougeIndex:
         self._synced = 0  # slots whose tokens and features are in the arrays above
         # The prefix entries [0, _big_np) as a feature x slot matrix, built once and reused by later probes
         # (rebuilding it per probe would cost the whole pool each time); newer entries go in per probe.
-        self._big: csr_matrix | None = None
+        self._big: tuple[np.ndarray, ...] | None = None  # rouge_prefix.postings
         self._big_np = 0
         self._tau: dict[int, int | None] = {}
+        self._mark = np.zeros(
+            1024, np.bool_
+        )  # per feature: in the block text being checked (all False between)
+        self._count = np.zeros(1024, np.int32)
+        self._bmin = self._bmax = np.zeros(
+            0, np.int64
+        )  # _windows  # per slot: shared prefix features (all 0 between probes)
         self._open: RougeScan | None = None  # the latest scan; earlier ones can no longer decide
 
     # ------------------------------------------------------------------------------------------------------
@@ -360,6 +377,30 @@ class RougeIndex:
     # ------------------------------------------------------------------------------------------------------
     # bounds
 
+    def _windows(self, longest: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per length a up to `longest`: the least and the most length a partner may have (the length bound
+        need(a, b) <= min(a, b); need grows with b). A length no partner fits gets the empty window [1, 0]."""
+        if len(self._bmin) <= longest:
+            size = max(2 * longest, 64)
+            bmin, bmax = np.ones(size, np.int64), np.zeros(size, np.int64)
+            for a in range(1, size):
+                tau = self._tau_min(a)
+                if tau is None:
+                    continue
+                bmin[a] = next(b for b in range(1, a + 1) if self._need(a, b) <= b)
+                # need > a past this bound (need >= level * (a + b) / 2 - eps); bisect for the last b within
+                top = _UNBOUNDED if self.level <= 0 else min(_UNBOUNDED, int(2 * (a + 1) / self.level) + 2)
+                lo_, hi_ = a, top
+                while lo_ < hi_:
+                    mid = hi_ - (hi_ - lo_) // 2
+                    lo_, hi_ = (mid, hi_) if self._need(a, mid) <= a else (lo_, mid - 1)
+                bmax[a] = lo_
+            self._bmin, self._bmax = bmin, bmax
+        return self._bmin, self._bmax
+
+    def _need(self, a: int, b: int) -> int:
+        return max(1, math.ceil(self.level * (a + b) / 2 - _EPS))
+
     def _tau_min(self, a: int) -> int | None:
         """Least overlap any feasible partner of a length-a text needs; None if none can reach the level."""
         if a not in self._tau:
@@ -376,60 +417,36 @@ class RougeIndex:
     # search
 
     def _score(self, slot: int, others: Sequence[int], tokens: dict[int, str | list[int]]) -> list[Hit]:
-        """Hits of `slot` among a few admitted `others`, one pair at a time (length bound, then exact LCS);
+        """Hits of `slot` among a few admitted `others` (length bound, then exact LCS, in one rapidfuzz call);
         `tokens` caches token lists by slot."""
-        lens, level, out, mine = self._lens, self.level, [], None
+        lens, level = self._lens, self.level
         a = int(lens[slot])
-        for t in others:
-            b = int(lens[t])
-            nd = max(1, math.ceil(level * (a + b) / 2 - _EPS))
-            if nd > min(a, b):
-                continue
-            if mine is None:
-                # the cache may have been cleared since this item's probe (a later, shorter block)
-                mine = tokens[slot] if slot in tokens else self._tokens(slot)
+        x = np.asarray(others, np.int64)
+        b = lens[x]
+        need = np.maximum(1, np.ceil(level * (a + b) / 2 - _EPS)).astype(np.int64)
+        ok = need <= np.minimum(a, b)
+        if not ok.any():
+            return []
+        x, b, need = x[ok].tolist(), b[ok].tolist(), need[ok]
+        # the cache may have been cleared since this item's probe (a later, shorter block)
+        mine = tokens[slot] if slot in tokens else self._tokens(slot)
+        seqs = []
+        for t in x:
             other = tokens.get(t)
             if other is None:
                 other = tokens[t] = self._tokens(t)
-            lcs = int(LCSseq.similarity(mine, other, score_cutoff=nd))
-            if lcs >= nd and (f := fmeasure(lcs, a, b)) >= level:
-                out.append(Hit(t, f))
+            seqs.append(other)
+        lcs = process.cdist([mine], seqs, scorer=LCSseq.similarity, dtype=np.int64, workers=1)[0]
+        out = []
+        for i in np.flatnonzero(lcs >= need).tolist():
+            if (f := fmeasure(int(lcs[i]), a, b[i])) >= level:
+                out.append(Hit(x[i], f))
         return out
 
     def _matrix(self, start: int, stop: int) -> csr_matrix:
         """Prefix entries start..stop-1 as a feature x slot matrix."""
         ps, pf = self._pslot[start:stop], self._pfeat[start:stop]
         return csr_matrix((np.ones(stop - start, np.int32), (pf, ps)), shape=(self._nf, len(self.texts)))
-
-    @staticmethod
-    def _shared(chunk: csr_matrix, earlier: csr_matrix, least: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(chunk row, slot, shared prefix features) of the pairs sharing at least least[row]."""
-        shared = chunk @ earlier
-        hit = np.flatnonzero(shared.data >= np.repeat(least, np.diff(shared.indptr)))
-        row = np.searchsorted(shared.indptr, hit, side="right") - 1
-        return row, shared.indices[hit].astype(np.int64), shared.data[hit]
-
-    def _shared_few(
-        self, cslot: np.ndarray, cfeat: np.ndarray, lo: int, hi: int, least: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        """What the sparse products give, for a few rows: each row's prefix features looked up directly in
-        the cached matrix and among the newer entries (scipy's fixed cost per product dominates there)."""
-        rows, xs, counts = [], [], []
-        recent_slot, recent_feat = self._pslot[self._big_np : self._np], self._pfeat[self._big_np : self._np]
-        big = self._big
-        for r in range(hi - lo):
-            feats = cfeat[cslot == lo + r]
-            found = [recent_slot[np.isin(recent_feat, feats)]]
-            if big is not None:
-                feats = feats[feats < big.shape[0]]
-                starts = big.indptr[feats]
-                found.append(big.indices[_ranges(starts, big.indptr[feats + 1] - starts)])
-            x, count = np.unique(np.concatenate(found), return_counts=True)
-            ok = count >= least[r]
-            rows.append(np.full(int(ok.sum()), r, np.int64))
-            xs.append(x[ok].astype(np.int64))
-            counts.append(count[ok])
-        return np.concatenate(rows), np.concatenate(xs), np.concatenate(counts)
 
     def _probe(self, lo: int, hi: int, tokens: dict[int, str | list[int]]) -> list[Sequence[Hit]]:
         """Hits of slots lo..hi-1 scoring >= level among the slots admitted now (earlier slots only);
@@ -441,54 +458,28 @@ class RougeIndex:
         cslot, cfeat = self._prefixes(np.arange(lo, hi))
         if not len(cslot):
             return hits
-        nf = self._nf
         if self._np - self._big_np > max(_RECENT, self._big_np // 8):
-            self._big = self._matrix(0, self._np)
+            self._big = postings(self._pslot[: self._np], self._pfeat[: self._np], self._lens, self._nf)
             self._big_np = self._np
-        # Cheapest cut first, on the raw counts: every partner of a length-a text needs at least
-        # min(K, tau_min(a)) shared prefix features; most pairs share one.
-        least = np.minimum(_K, np.maximum(1, self._tau_row(self._lens[lo:hi])))
-        if hi - lo <= _FEW:
-            parts = [self._shared_few(cslot, cfeat, lo, hi, least)]
-        else:
-            # Shared prefix features of every (block slot, admitted slot) pair: sparse products, one with the
-            # cached matrix of older entries, one with the entries since.
-            indptr = np.zeros(hi - lo + 1, np.int64)
-            np.cumsum(np.bincount(cslot - lo, minlength=hi - lo), out=indptr[1:])
-            ones = np.ones(len(cslot), np.int32)
-            chunk = csr_matrix((ones, cfeat, indptr), shape=(hi - lo, nf))
-            parts = []
-            if self._np > self._big_np:
-                parts.append(self._shared(chunk, self._matrix(self._big_np, self._np), least))
-            if self._big is not None:
-                if self._big.shape[0] < nf:
-                    self._big.resize((nf, self._big.shape[1]))
-                parts.append(self._shared(chunk, self._big, least))
-        y, x, count = (np.concatenate(v) for v in zip(*parts, strict=True))
-        y += lo
-        ok = x < y
-        y, x, count = y[ok], x[ok], count[ok]
-        # Length bound, then the prefix count each pair's need requires (both exact, see the module doc).
-        a, b = self._lens[y], self._lens[x]
-        need = np.maximum(1, np.ceil(self.level * (a + b) / 2 - _EPS)).astype(np.int64)
-        ok = (need <= np.minimum(a, b)) & (count >= np.minimum(_K, need))
-        if not ok.any():
-            return hits
-        y, x, a, b, need = y[ok], x[ok], a[ok], b[ok], need[ok]
-        # Multiset overlap (shared features) bounds the LCS: look each feature of x up among y's features.
-        flat, foff = self._flat, self._foff
-        mine = np.repeat(np.arange(lo, hi, dtype=np.int64), self._lens[lo:hi]) * nf
-        mine = np.sort(mine + flat[foff[lo] : foff[hi]])
-        probe = np.repeat(y * nf, b) + flat[_ranges(foff[x], b)]
-        at = np.minimum(np.searchsorted(mine, probe), len(mine) - 1)
-        overlap = np.add.reduceat(mine[at] == probe, np.cumsum(b) - b, dtype=np.int64)
-        keep = overlap >= need
+        recent = self._matrix(self._big_np, self._np)
+        big = self._big if self._big is not None else _NO_POSTINGS
+        bmin, bmax = self._windows(int(self._lens[lo:hi].max()))
+        if len(self._mark) < self._nf:
+            self._mark = np.zeros(max(self._nf, 2 * len(self._mark)), np.bool_)
+        if len(self._count) < len(self.texts):
+            self._count = np.zeros(max(len(self.texts), 2 * len(self._count)), np.int32)
+        rptr = np.zeros(hi - lo + 1, np.int64)
+        np.cumsum(np.bincount(cslot - lo, minlength=hi - lo), out=rptr[1:])
+        # Length bound, shared prefix features, multiset overlap: all exact (module doc), in one compiled pass.
+        y, x, need = candidates(
+            lo, rptr, cfeat, *big, recent.indptr, recent.indices, self._lens, self._flat, self._foff, bmin,
+            bmax, float(self.level), _K, _EPS, self._mark, self._count,
+        )  # fmt: skip
         # The few pairs left: exact LCS on the token ids.
-        level = self.level
+        level, lens = self.level, self._lens
         for s, t, na, nb, nd in zip(
-            y[keep].tolist(), x[keep].tolist(), a[keep].tolist(), b[keep].tolist(), need[keep].tolist(),
-            strict=True,
-        ):  # fmt: skip
+            y.tolist(), x.tolist(), lens[y].tolist(), lens[x].tolist(), need.tolist(), strict=True
+        ):
             other = tokens.get(t)
             if other is None:
                 other = tokens[t] = self._tokens(t)

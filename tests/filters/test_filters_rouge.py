@@ -110,18 +110,18 @@ def test_scores_equal_rouge_score_bit_for_bit(a, b):
     st.integers(1, 6),
     st.integers(0, 8),
     st.sampled_from([0.3, 0.7]),
-    st.sampled_from([0, 1, 2]),
+    st.sampled_from([1, 2, 3, 5]),
     st.sampled_from([0, 1, 3]),
 )
 def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
-    monkeypatch, batch, step, seeds, threshold, few, delta
+    monkeypatch, batch, step, seeds, threshold, k, delta
 ):
-    # The real sizes (1024-row chunks, a pool matrix cached past 4096 newer entries, scipy skipped for at
-    # most 4 rows) are only reached by thousands of texts; shrunk, every scan here crosses chunk borders,
-    # rebuilds or reuses the cache, and takes the sparse-product path, the few-rows path, or both.
+    # The real sizes (1024-row chunks, length-sorted postings rebuilt past 4096 newer entries) are only
+    # reached by thousands of texts; shrunk, every scan here crosses chunk borders and walks both the
+    # sorted and the recent postings. Any number k of required shared prefix features is exact.
     monkeypatch.setattr(rouge, "_CHUNK", 2)
     monkeypatch.setattr(rouge, "_RECENT", 1)
-    monkeypatch.setattr(rouge, "_FEW", few)
+    monkeypatch.setattr(rouge, "_K", k)
     monkeypatch.setattr(rouge, "_DELTA", delta)
     monkeypatch.setattr(rouge, "_CACHE", delta)  # token strings dropped while older probes still hold
     index, kept = RougeIndex(threshold), []
@@ -293,3 +293,52 @@ def test_near_duplicate_heavy_stream_matches_rouge_score(external, monkeypatch):
         assert (best is None) == (top < 0.7) and (best is None or best[0].score == top)
         if i in kept:
             scan.admit(i, str(i))
+
+
+def _pair_sharing(rng: random.Random, shared: list[str], a: int, b: int, tag: str) -> tuple[str, str]:
+    """Texts of a and b tokens whose only common tokens are `shared` (in order in the first text, shuffled
+    a little in the second, so the LCS can fall below the multiset overlap), the rest unique to each."""
+
+    def spread(seq: list[str], n: int, side: str) -> str:
+        out = list(seq)
+        for k in range(n - len(seq)):
+            out.insert(rng.randrange(len(out) + 1), f"{tag}{side}{k}")
+        return " ".join(out)
+
+    other = list(shared)
+    if len(other) > 2 and rng.random() < 0.5:
+        i = rng.randrange(len(other) - 1)
+        other[i], other[i + 1] = other[i + 1], other[i]
+    return spread(shared, a, "p"), spread(other, b, "q")
+
+
+def test_prefix_filter_edges_match_rouge_score():
+    """The prefix filter (rarest features indexed, partner lengths windowed, a probe's prefix shortened per
+    partner length) at its edges: pairs whose LCS is exactly the need, one short of it or one past it, at
+    the smallest and largest partner lengths the bound allows and one past them; repeated tokens (a word's
+    k-th occurrence is its own feature); texts of 1 to 3 tokens; texts of 150 to 250 tokens. The shared
+    words are made the commonest of the corpus by filler texts, so they sort last in the rarity order and
+    the pairs meet only where the lemma says they must."""
+    rng = random.Random(12)
+    common = ["the", "of", "a", "to", "is", "and"]
+    texts = [" ".join(rng.choices(common, k=rng.randint(40, 60))) for _ in range(30)]
+    for threshold in (0.5, 0.7, 0.9):
+        index = RougeIndex(threshold)
+        for a in [1, 2, 3, 4, 5, 7, 10, 13, 20, 37, 150, 250]:
+            lo, hi = index._windows(a)
+            for b in {
+                max(1, int(lo[a]) - 1),
+                int(lo[a]),
+                a,
+                int(min(hi[a], 4 * a)),
+                int(min(hi[a], 4 * a)) + 1,
+            }:
+                need = index._need(a, b)
+                for lcs in {need - 1, need, need + 1}:
+                    if 0 < lcs <= min(a, b):
+                        shared = rng.choices(common[:2] if lcs > 3 else common, k=lcs)  # repeats
+                        texts += _pair_sharing(rng, shared, a, b, f"t{len(texts)}x")
+    rng.shuffle(texts)
+    for threshold in (0.5, 0.7, 0.9):
+        assert ours_kept(texts, threshold) == _fast_reference_kept(texts, threshold)
+        assert ours_kept(texts, threshold, batch=7) == _fast_reference_kept(texts, threshold)
