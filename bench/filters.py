@@ -3,7 +3,7 @@ index vs the unpruned exact check (near-duplicate stream, 50K), and the index fr
 
     .venv/bin/python bench/filters.py             # parts a to d (e, the curve, only when asked)
     .venv/bin/python bench/filters.py --part a    # one part: a, b, c, d or e
-    .venv/bin/python bench/filters.py --part e --sizes 50000,100000,250000,500000,1000000 --budget 600
+    .venv/bin/python bench/filters.py --part e --sizes 50000,100000,250000,500000,1000000 --budget 900
 
 Reads the real external files beside the checkout (../shared/data/external). The 50K sets are grown from
 them (see `grow`), so they have real lengths, vocabulary and templates, plus planted near-copies.
