@@ -115,14 +115,23 @@ def unwrap_stop() -> Iterator[None]:
         raise stop from None
 
 
-def reap_children(timeout: float = 10.0) -> None:
-    """Terminate (then kill) every descendant process still alive: engines and servers must not outlive us."""
+def children() -> set[int]:
+    """The pids of every living descendant of this process."""
     try:
         import psutil
-    except ImportError:  # psutil is in the test extra; vLLM depends on it too, so it is there in practice
+    except ImportError:  # psutil is a dependency; without it there is nothing to reap with
+        return set()
+    return {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
+
+
+def reap_children(keep: set[int] = frozenset(), timeout: float = 10.0) -> None:
+    """Terminate (then kill) every descendant still alive except `keep`: engines and servers a command started
+    must not outlive it, while processes that were there before it (a caller's own) are left alone."""
+    try:
+        import psutil
+    except ImportError:
         return
-    me = psutil.Process(os.getpid())
-    kids = me.children(recursive=True)
+    kids = [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.pid not in keep]
     for p in kids:
         try:
             p.terminate()

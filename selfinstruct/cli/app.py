@@ -20,7 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendo
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.signals import Stopped, reap_children, stop_on_signals, unwrap_stop
+from selfinstruct.signals import Stopped, children, reap_children, stop_on_signals, unwrap_stop
 
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
 # Bidirectional overrides too (U+202A-E, U+2066-9): they make a terminal show text in another order than it is.
@@ -99,7 +99,9 @@ def _usage_line(e: UsageError) -> None:
 class _Group(TyperGroup):
     def invoke(self, ctx):
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
-        # unwinds its finally blocks, then no child process (vLLM engine, server) may outlive it.
+        # unwinds its finally blocks, then no child process it started (vLLM engine, server) may outlive it.
+        # Processes that were there before (a test session's engine, a caller's own) are not its to end.
+        before = children()
         try:
             with stop_on_signals(), unwrap_stop():
                 return super().invoke(ctx)
@@ -116,7 +118,7 @@ class _Group(TyperGroup):
             err_console.print(Text(f"stopped: {e}", style="yellow"), soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         finally:
-            reap_children()
+            reap_children(keep=before)
 
     def parse_args(self, ctx, args):
         try:
