@@ -75,6 +75,8 @@ _PROBE_PAIRS = 1500
 # Prefix entries newer than the cached, length-sorted postings go in fresh unsorted postings per probe; past
 # this many (or an eighth of the cached ones) the cached ones are rebuilt.
 _RECENT = 4096
+# Admits since a probe scored one pair at a time in Python, at most; more go through one rapidfuzz cdist call.
+_FEW_PAIRS = 8
 # Token strings a scan keeps (its recent items and the admitted slots they met) before starting afresh.
 _CACHE = 4096
 # The longest partner length a window can name (level 0: any length).
@@ -418,9 +420,26 @@ class RougeIndex:
 
     def _score(self, slot: int, others: Sequence[int], tokens: dict[int, str | list[int]]) -> list[Hit]:
         """Hits of `slot` among a few admitted `others` (length bound, then exact LCS, in one rapidfuzz call);
-        `tokens` caches token lists by slot."""
+        `tokens` caches token lists by slot. A handful of others go one pair at a time (numpy's and
+        cdist's fixed costs outweigh a few pairs: near-copy streams, where few are admitted)."""
         lens, level = self._lens, self.level
         a = int(lens[slot])
+        if len(others) <= _FEW_PAIRS:
+            out, mine = [], None
+            for t in others:
+                b = int(lens[t])
+                nd = max(1, math.ceil(level * (a + b) / 2 - _EPS))
+                if nd > min(a, b):
+                    continue
+                if mine is None:
+                    mine = tokens[slot] if slot in tokens else self._tokens(slot)
+                other = tokens.get(t)
+                if other is None:
+                    other = tokens[t] = self._tokens(t)
+                lcs = int(LCSseq.similarity(mine, other, score_cutoff=nd))
+                if lcs >= nd and (f := fmeasure(lcs, a, b)) >= level:
+                    out.append(Hit(t, f))
+            return out
         x = np.asarray(others, np.int64)
         b = lens[x]
         need = np.maximum(1, np.ceil(level * (a + b) / 2 - _EPS)).astype(np.int64)
