@@ -85,7 +85,9 @@ def main() -> None:
     m2 = generate(recipe, out, backend=again)
     replay_wall, replay_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     assert again.calls.total() == 0 and m2.counts["accepted"] == m.counts["accepted"]
-    print(f"replay (resume of the finished run): wall {replay_wall:.1f} s, CPU {replay_cpu:.1f} s, 0 requests")
+    print(
+        f"replay (resume of the finished run): wall {replay_wall:.1f} s, CPU {replay_cpu:.1f} s, 0 requests"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
     if args.out is None:
         shutil.rmtree(out.parent, ignore_errors=True)

@@ -102,7 +102,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
 
     loop_tps, sat_tps = loop_tokens / loop_s, sat_tokens / sat_s
-    print(f"schedule {args.schedule}: {len(everything)} requests ({manifest.counts.get('requests', 0)} answered)")
+    print(
+        f"schedule {args.schedule}: {len(everything)} requests ({manifest.counts.get('requests', 0)} answered)"
+    )
     print(f"{'path':<28}{'tokens':>10}{'seconds':>10}{'tok/s':>10}")
     if raw_s:
         print(f"{'raw, batch by batch':<28}{raw_tokens:>10}{raw_s:>10.1f}{raw_tokens / raw_s:>10.1f}")
@@ -112,6 +114,7 @@ def main() -> None:
         print(f"loop / raw batch by batch = {loop_tps / (raw_tokens / raw_s):.3f}")
     print(f"loop / saturated engine = {loop_tps / sat_tps:.3f} (target >= 0.95)")
     print(f"accepted {manifest.counts.get('accepted', 0)}, rejected {manifest.counts.get('rejected', 0)}")
+
 
 if __name__ == "__main__":
     main()

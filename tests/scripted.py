@@ -40,7 +40,17 @@ WORDS = (
 _SEEDS = Path(__file__).resolve().parents[1] / "seeds" / "seed_tasks.jsonl"
 VOCAB = sorted(
     {w for line in _SEEDS.read_text(encoding="utf-8").splitlines() for w in re.findall(r"[a-z]{3,}", line)}
-    - {"instruction", "instances", "input", "output", "is_classification", "true", "false", "name", "seed_task"}
+    - {
+        "instruction",
+        "instances",
+        "input",
+        "output",
+        "is_classification",
+        "true",
+        "false",
+        "name",
+        "seed_task",
+    }
 )
 LABELS = ("positive", "negative", "neutral")
 

@@ -561,7 +561,10 @@ def test_audit_counts_candidates_not_lines(tmp_path):
     src = tmp_path / "three.jsonl"
     rows = [
         {"instruction": "Name the capital of France.", "instances": [{"input": "", "output": "Paris"}]},
-        {"instruction": "Give the boiling point of water in Celsius.", "instances": [{"input": "", "output": ""}]},
+        {
+            "instruction": "Give the boiling point of water in Celsius.",
+            "instances": [{"input": "", "output": ""}],
+        },
         {"instruction": "Spell the word cat backwards.", "instances": [{"input": "", "output": "tac"}]},
     ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
