@@ -58,7 +58,7 @@ def run(
         produced = ", ".join(
             f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
             for k, v in st.items()
-            if k not in ("finished", "seconds", "out") and not isinstance(v, dict)
+            if k not in ("finished", "seconds", "out", "fingerprint") and not isinstance(v, dict)
         )
         table.add_row(
             name,
