@@ -7,7 +7,6 @@ each, so tests and other backends plug in). This module knows nothing of trainin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -189,22 +188,13 @@ def vllm_factory(
     """Backend factory for `evaluate`: an in-process vLLM engine per model, its context clamped to the model's."""
 
     def start(path: str) -> Backend:
+        from selfinstruct.evaluation.backends import fit_context
         from selfinstruct.llm.vllm_engine import VLLMBackend
 
         if on_start:
             on_start(path)
-        return VLLMBackend(path, enforce_eager=enforce_eager, max_model_len=_fit(path, max_model_len), seed=0)
+        return VLLMBackend(
+            path, enforce_eager=enforce_eager, max_model_len=fit_context(path, max_model_len), seed=0
+        )
 
     return start
-
-
-def _fit(path: str, wanted: int | None) -> int | None:
-    """vLLM refuses a context longer than the model's positions; small students have few. None: the model's own."""
-    if wanted is None:
-        return None
-    cfg = Path(path) / "config.json"
-    if cfg.is_file():
-        positions = json.loads(cfg.read_text()).get("max_position_embeddings")
-        if isinstance(positions, int):
-            return min(wanted, positions)
-    return wanted
