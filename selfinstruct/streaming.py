@@ -60,6 +60,7 @@ def run_stream(loop: Bootstrap) -> str:
         for e in st.inflight:
             if e["request"]["id"] not in given:
                 given.add(e["request"]["id"])
+                loop.sent += 1
                 pending.append(Request.model_validate(e["request"]))
 
     def source() -> Iterator[Request | None]:
@@ -70,7 +71,6 @@ def run_stream(loop: Bootstrap) -> str:
     if not st.inflight:
         return "no_progress"  # nothing to ask and nothing asked: the target cannot move
     answers = llm_stream(loop.backend, source(), max_in_flight=loop.loop.round_size)
-    loop.sent += len(pending)
     with closing(answers), signals.unwrap_stop():
         for c in answers:
             entry = _entry(st, c.request_id)
@@ -91,9 +91,7 @@ def run_stream(loop: Bootstrap) -> str:
                 settle(loop, entry, c)
             if (reason := loop.stop_reason()) is not None:
                 return reason
-            before = len(pending)
             hand_over()
-            loop.sent += len(pending) - before
             if not st.inflight:
                 return loop.stop_reason() or "no_progress"
     return loop.stop_reason() or "no_progress"
