@@ -53,7 +53,6 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from scipy.sparse import csr_matrix
 
-from selfinstruct.filters.rouge_prefix import candidates, postings
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SEP = "\x00"
@@ -470,6 +469,11 @@ class RougeIndex:
     def _probe(self, lo: int, hi: int, tokens: dict[int, str | list[int]]) -> list[Sequence[Hit]]:
         """Hits of slots lo..hi-1 scoring >= level among the slots admitted now (earlier slots only);
         `tokens` caches token lists by slot."""
+        # numba loads here, not at import: vLLM's CPU workers re-import the parent's __main__ and then scan
+        # every loaded module, which fails on llvmlite's FFI objects; a script that imports selfinstruct
+        # before it starts an engine must not load numba (tests/filters/test_rouge_import.py).
+        from selfinstruct.filters.rouge_prefix import candidates, postings
+
         self._index_admitted()
         hits: list[Sequence[Hit]] = [()] * (hi - lo)  # one shared empty tuple until a row has a hit
         if not self._np:
