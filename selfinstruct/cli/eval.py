@@ -185,6 +185,7 @@ def judge(
             max_tokens=max_tokens,
             resamples=resamples,
             seed=seed,
+            constrained=not judge_url,  # our engine can hold the judge to A, B or tie
         )
     if as_json:
         print_json(report.model_dump(mode="json", exclude={"verdicts"}))

@@ -7,6 +7,11 @@ scores 1 when the student wins both orders, 0 when it loses both, 0.5 for anythi
 the mean over items, with a bootstrap interval. A verdict that names no answer is kept as `unparseable`, and
 its item is left out of the win rate (and counted).
 
+A judge running in our own vLLM engine (the embedded model by default) is constrained to answer exactly
+"A", "B" or "tie" (`Sampling.choice`): a 135M model asked for one word echoes the instructions instead
+("A if answer A is better, B ...") and no verdict could be read. A judge behind a URL may be any server, so it
+answers freely and its first word is parsed.
+
 The prompt is our own wording. Verdicts are kept and resumed like answers (`AnswerBook`).
 """
 
@@ -38,6 +43,7 @@ WEAK_JUDGE = (
     "rate as a check that the machinery runs; pass --judge-url/--judge-model for a strong judge"
 )
 JUDGE_SAMPLING = Sampling(temperature=0.0, max_tokens=8, seed=0)
+CHOICES = ("A", "B", "tie")
 
 Choice = Literal["A", "B", "tie", "unparseable"]
 _VERDICT = re.compile(r"^[\s\W]*(?:(?:answer|verdict)\W*)?(A|B|tie)\b", re.IGNORECASE)
@@ -109,8 +115,10 @@ def judge_pairs(
     start: Callable[[str], Backend],
     resamples: int = 10_000,
     seed: int = 0,
+    constrained: bool = False,
 ) -> JudgeReport:
-    """Ask `judge` about every item both models answered, in both orders, and sum up."""
+    """Ask `judge` about every item both models answered, in both orders, and sum up. `constrained`: the
+    judge's reply is decoded as exactly one of `CHOICES` (its backend must support `Sampling.choice`)."""
     asks: list[tuple[Item, str, Item]] = []
     failed = 0
     for it in items:
@@ -122,7 +130,8 @@ def judge_pairs(
             text = judge_prompt(it, first.text, second.text)
             digest = hashlib.sha256(text.encode()).hexdigest()[:12]
             asks.append((it, order, Item(id=f"{it.id}:{order}:{digest}", instruction=text)))
-    got = book.answer(judge, [q for _, _, q in asks], JUDGE_SAMPLING, start) if asks else {}
+    sampling = JUDGE_SAMPLING.model_copy(update={"choice": CHOICES}) if constrained else JUDGE_SAMPLING
+    got = book.answer(judge, [q for _, _, q in asks], sampling, start) if asks else {}
 
     verdicts: list[Verdict] = []
     per_item: dict[str, list[Verdict | None]] = {}
@@ -179,6 +188,7 @@ def evaluate_judge(
     max_tokens: int = 256,
     resamples: int = 10_000,
     seed: int = 0,
+    constrained: bool = False,
 ) -> JudgeReport:
     """Both models answer the open-ended instructions (the 252 user-oriented ones by default; answers kept
     in OUT/answers.jsonl), then the judge compares them (verdicts kept in OUT/verdicts.jsonl)."""
@@ -200,4 +210,5 @@ def evaluate_judge(
         start=judge_start,
         resamples=resamples,
         seed=seed,
+        constrained=constrained,
     )

@@ -48,9 +48,8 @@ def compare(
         if judge_cfg is None or (isinstance(judge_cfg, VLLMConfig) and judge_cfg.model is None):
             note(f"warning: {WEAK_JUDGE}")
         # An in-process judge shares the slot: one engine in memory at a time.
-        judge_start = (
-            slot if judge_cfg is None or isinstance(judge_cfg, VLLMConfig) else EngineSlot(judge_cfg)
-        )
+        in_process = judge_cfg is None or isinstance(judge_cfg, VLLMConfig)
+        judge_start = slot if in_process else EngineSlot(judge_cfg)
         judge = model_ref((judge_cfg.model if judge_cfg else None) or str(default_model_dir()))
         verdicts = evaluate_judge(
             student,
@@ -64,6 +63,7 @@ def compare(
             max_tokens=cfg.max_tokens,
             resamples=cfg.resamples,
             seed=cfg.seed,
+            constrained=in_process,
         )
         write_json_atomic(out / "judge.json", verdicts)
         result["judge"] = verdicts.model_dump(mode="json", exclude={"verdicts"})

@@ -53,7 +53,6 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from scipy.sparse import csr_matrix
 
-
 _WORD = re.compile(r"[a-z0-9]+")
 _SEP = "\x00"
 # bytes.translate table: [a-z0-9] and the separator stay, every other byte becomes a space.

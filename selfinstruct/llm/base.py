@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class Sampling(BaseModel):
@@ -26,6 +26,19 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, description="Per-request seed, for reproducible sampling.")
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style presence penalty.")
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style frequency penalty.")
+    choice: tuple[str, ...] = Field(
+        (),
+        description="When set, the completion is exactly one of these strings (constrained decoding: vLLM's "
+        "structured outputs, in process or over HTTP to a vLLM server).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Left out while unset, so prompt hashes and answer keys written before the field existed still match.
+        out = handler(self)
+        if not self.choice:
+            out.pop("choice", None)
+        return out
 
 
 class Request(BaseModel):

@@ -427,6 +427,8 @@ def _request_body(req: Request, model: str, extra: dict[str, Any]) -> tuple[str,
         body["stop"] = list(s.stop)
     if s.seed is not None:
         body["seed"] = s.seed
+    if s.choice:  # vLLM's server; other servers may refuse the field
+        body["structured_outputs"] = {"choice": list(s.choice)}
     body.update(extra)
     if req.messages is not None:
         body["messages"] = [dict(m) for m in req.messages]

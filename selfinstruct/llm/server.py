@@ -80,6 +80,15 @@ class Server:
         """SIGKILL the server and its engine process at once (what a crash looks like to clients)."""
         self._signal(signal.SIGKILL)
         self.process.wait()
+        # The engine's processes die a moment after the server: wait until the group is empty, so nothing the
+        # server started is still running when we return (a busy machine made that moment visible).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.05)
         self._stopped = True
 
     def stop(self, grace_s: float = 20.0) -> None:

@@ -115,6 +115,12 @@ class VLLMBackend:
     def _params(self, s: Sampling):
         from vllm import SamplingParams
 
+        if s.choice:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            extra = {"structured_outputs": StructuredOutputsParams(choice=list(s.choice))}
+        else:
+            extra = {}
         return SamplingParams(
             n=s.n,
             temperature=s.temperature,
@@ -125,6 +131,7 @@ class VLLMBackend:
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
             **self._extra_sampling,
+            **extra,
         )
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from selfinstruct.evaluation.answers import Answer, AnswerBook, Item, ModelRef
-from selfinstruct.evaluation.judge import judge_pairs, judge_prompt, parse_verdict
+from selfinstruct.evaluation.answers import Answer, AnswerBook, Item, ModelRef, model_ref
+from selfinstruct.evaluation.judge import CHOICES, judge_pairs, judge_prompt, parse_verdict
 from selfinstruct.llm.base import Completion
 
 ITEMS = [Item(id=f"i{k}", instruction=f"Name a fruit number {k}.") for k in range(6)]
@@ -133,3 +133,24 @@ def test_prompt_shows_input_and_both_answers():
     assert (
         "Fix this.\n\nteh cat" in text and "Answer A ===\nthe cat" in text and "Answer B ===\nteh cat" in text
     )
+
+
+@pytest.mark.vllm
+def test_the_embedded_judge_held_to_a_choice_gives_a_verdict_on_every_item(
+    tmp_path, vllm_backend, embedded_model
+):
+    """Asked for one word, the 135M model echoes the instructions ("A if answer A is better, B ..."): no verdict
+    could be read. Held to A, B or tie by constrained decoding, it gives one for every pair."""
+    items = ITEMS[:3]
+    report = judge_pairs(
+        items,
+        _answers("student"),
+        _answers("base"),
+        judge=model_ref(str(embedded_model)),
+        book=AnswerBook(tmp_path / "verdicts.jsonl"),
+        start=lambda _: vllm_backend,
+        resamples=200,
+        constrained=True,
+    )
+    assert report.compared == len(items) and report.unparseable == 0
+    assert len(report.verdicts) == 2 * len(items) and all(v.raw in CHOICES for v in report.verdicts)

@@ -142,6 +142,15 @@ def test_sampling_settings_reach_the_server(served, chat):
     assert out[4].text.strip() and out[4].prompt_tokens < 10  # raw text, no chat template around it
 
 
+def test_choice_reaches_the_server_as_structured_outputs(served, chat):
+    backend = OpenAIBackend(served.model_name, base_urls=served.base_url)
+    [c] = backend.generate(
+        [chat("Which answer is better, A or B? Explain at length.", temperature=0.0, max_tokens=8,
+              choice=("A", "B", "tie"))]
+    )  # fmt: skip
+    assert c.ok and c.text in ("A", "B", "tie"), (c.error, c.text)
+
+
 def test_a_wrong_model_name_is_caught_before_any_request(served, chat):
     with pytest.raises(SelfInstructError, match="serves smollm2-135m-instruct, not `gpt-4`"):
         OpenAIBackend("gpt-4", base_urls=served.base_url).generate([chat("hi")])

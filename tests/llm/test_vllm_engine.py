@@ -99,3 +99,32 @@ def test_a_prompt_too_long_fails_alone(vllm_backend, chat):
     out = vllm_backend.generate([chat("Hi!", max_tokens=4), long, chat("Bye!", max_tokens=4)])
     assert [c.ok for c in out] == [True, False, True]
     assert out[1].error.startswith("prompt_too_long:") and ">= max_model_len 2048" in out[1].error
+
+
+CHOICE_PROMPT = "Which answer is better, A or B? Explain your reasoning in detail."
+
+
+def test_choice_holds_the_completion_to_one_of_the_strings(vllm_backend, chat):
+    free, held = vllm_backend.generate(
+        [
+            chat(CHOICE_PROMPT, temperature=0.0, max_tokens=8),
+            chat(CHOICE_PROMPT, temperature=0.0, max_tokens=8, choice=("A", "B", "tie")),
+        ]
+    )
+    assert free.text not in ("A", "B", "tie")  # left alone, the model talks
+    assert held.text in ("A", "B", "tie"), held.text
+
+
+def test_an_unset_choice_leaves_the_request_hash_as_it_was():
+    """Journals and eval answers written before `choice` existed hash the sampling dump: it must not change."""
+    assert Sampling().model_dump() == {
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 256,
+        "stop": (),
+        "n": 1,
+        "seed": None,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
+    assert Sampling(choice=("A", "B")).model_dump()["choice"] == ("A", "B")
