@@ -3,9 +3,10 @@
 Method: one engine serves all sides. The loop runs the quickstart recipe (generate, parse, filter, write) for a
 fixed number of rounds, with `--schedule rounds` (a barrier per round) or `stream` (no barrier), while every
 request it sends is recorded. Then the very same requests (same prompts, sampling and per-request seeds, so the
-same tokens) go through raw `LLM.generate`: once batch by batch as the loop sent them (rounds only), and once
-all in a single call, which keeps the engine saturated with no loop at all. Ratios are tokens per wall second.
-Usage: python bench/loop.py [--rounds 3] [--round-size 64] [--schedule rounds|stream]
+same tokens) go through the engine with no loop: the way the loop sent them (rounds: batch by batch through
+`LLM.generate`; stream: the backend's `stream` with the loop's window), and all in a single `LLM.generate`
+call, which keeps the engine saturated. Ratios are tokens per wall second.
+Usage: python bench/loop.py [--rounds 3] [--round-size 64] [--schedule rounds|stream] [--reps 1]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Recording:
     def __init__(self, backend):
         self.backend, self.name, self.model = backend, backend.name, backend.model
         self.batches: list = []
+        self.answered: set[str] = set()  # stream: the requests whose answer reached the loop
 
     def generate(self, requests):
         self.batches.append(list(requests))
@@ -40,7 +42,9 @@ class Recording:
                     self.batches[-1].append(r)
                 yield r
 
-        return self.backend.stream(tap(), max_in_flight=max_in_flight)
+        for c in self.backend.stream(tap(), max_in_flight=max_in_flight):
+            self.answered.add(c.request_id)
+            yield c
 
     def close(self) -> None:
         pass
@@ -51,6 +55,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--round-size", type=int, default=64)
     ap.add_argument("--schedule", choices=("rounds", "stream"), default="rounds")
+    ap.add_argument("--reps", type=int, default=1, help="passes; the best of each path is reported")
     args = ap.parse_args()
 
     from selfinstruct.config import load_recipe
@@ -71,48 +76,68 @@ def main() -> None:
         )
     )
     backend = VLLMBackend.from_config(recipe.backend)
-    rec = Recording(backend)
-    # Warm-up outside both measurements: the first batch pays one-off engine costs.
+    # Warm-up outside every measurement: the first batch pays one-off engine costs.
+    from vllm.inputs import TokensPrompt
+
     from selfinstruct.llm.base import Request, Sampling
 
     backend.generate([Request(prompt="Warm up.", sampling=Sampling(max_tokens=8))] * 8)
-    out = Path(tempfile.mkdtemp(prefix="bench-loop-"))
-    try:
+
+    def raw(batches) -> tuple[int, float]:
+        tokens, t0 = 0, time.perf_counter()
+        for batch in batches:
+            prompts = [TokensPrompt(prompt_token_ids=backend.prompt_ids(r)) for r in batch]
+            params = [backend._params(r.sampling) for r in batch]
+            for o in backend.llm.generate(prompts, params, use_tqdm=False):
+                tokens += sum(len(c.token_ids) for c in o.outputs)
+        return tokens, time.perf_counter() - t0
+
+    def raw_stream(requests, window: int) -> tuple[int, float]:
+        """The same requests through the backend's `stream` with the loop's window, and no loop."""
         t0 = time.perf_counter()
-        manifest = generate(recipe, out, backend=rec)
-        loop_s = time.perf_counter() - t0
-        loop_tokens = manifest.tokens["completion_tokens"]
+        tokens = sum(c.completion_tokens for c in backend.stream(iter(requests), max_in_flight=window))
+        return tokens, time.perf_counter() - t0
 
-        from vllm.inputs import TokensPrompt
-
-        def raw(batches) -> tuple[int, float]:
-            tokens, t0 = 0, time.perf_counter()
-            for batch in batches:
-                prompts = [TokensPrompt(prompt_token_ids=backend.prompt_ids(r)) for r in batch]
-                params = [backend._params(r.sampling) for r in batch]
-                for o in backend.llm.generate(prompts, params, use_tqdm=False):
-                    tokens += sum(len(c.token_ids) for c in o.outputs)
-            return tokens, time.perf_counter() - t0
-
-        everything = [r for b in rec.batches for r in b]
-        raw_tokens, raw_s = raw(rec.batches) if args.schedule == "rounds" else (0, 0.0)
-        sat_tokens, sat_s = raw([everything])
+    same = "raw, batch by batch" if args.schedule == "rounds" else f"raw stream, {args.round_size} in flight"
+    best: dict[str, tuple[int, float]] = {}
+    try:
+        for rep in range(args.reps):  # the three paths alternate, so load from other work hits all alike
+            rec = Recording(backend)
+            out = Path(tempfile.mkdtemp(prefix="bench-loop-"))
+            try:
+                t0 = time.perf_counter()
+                manifest = generate(recipe, out, backend=rec)
+                runs = {"the loop": (manifest.tokens["completion_tokens"], time.perf_counter() - t0)}
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            everything = [r for b in rec.batches for r in b]
+            aborted = 0
+            if args.schedule == "stream":
+                # The loop stops once it has what it asked for and aborts what is still in flight: replay
+                # only the requests it handled, so every path generates the same tokens.
+                aborted = sum(r.id not in rec.answered for r in everything)
+                everything = [r for r in everything if r.id in rec.answered]
+                runs[same] = raw_stream(everything, recipe.loop.round_size)
+            else:
+                runs[same] = raw(rec.batches)
+            runs["raw, one saturated call"] = raw([everything])
+            print(f"pass {rep + 1}: {len(everything)} requests answered, {aborted} aborted in flight at the stop; "
+                  + ", ".join(f"{k} {t / s:.1f} tok/s" for k, (t, s) in runs.items()), flush=True)  # fmt: skip
+            for k, (t, s) in runs.items():
+                if k not in best or t / s > best[k][0] / best[k][1]:
+                    best[k] = (t, s)
     finally:
         backend.close()
-        shutil.rmtree(out, ignore_errors=True)
 
-    loop_tps, sat_tps = loop_tokens / loop_s, sat_tokens / sat_s
-    print(
-        f"schedule {args.schedule}: {len(everything)} requests ({manifest.counts.get('requests', 0)} answered)"
-    )
+    print(f"schedule {args.schedule}, best of {args.reps}:")
     print(f"{'path':<28}{'tokens':>10}{'seconds':>10}{'tok/s':>10}")
-    if raw_s:
-        print(f"{'raw, batch by batch':<28}{raw_tokens:>10}{raw_s:>10.1f}{raw_tokens / raw_s:>10.1f}")
-    print(f"{'raw, one saturated call':<28}{sat_tokens:>10}{sat_s:>10.1f}{sat_tps:>10.1f}")
-    print(f"{'the loop':<28}{loop_tokens:>10}{loop_s:>10.1f}{loop_tps:>10.1f}")
-    if raw_s:
-        print(f"loop / raw batch by batch = {loop_tps / (raw_tokens / raw_s):.3f}")
-    print(f"loop / saturated engine = {loop_tps / sat_tps:.3f} (target >= 0.95)")
+    for k, (t, s) in best.items():
+        print(f"{k:<28}{t:>10}{s:>10.1f}{t / s:>10.1f}")
+    tps = {k: t / s for k, (t, s) in best.items()}
+    print(f"loop / {same} = {tps['the loop'] / tps[same]:.3f}")
+    print(
+        f"loop / saturated engine = {tps['the loop'] / tps['raw, one saturated call']:.3f} (target >= 0.95)"
+    )
     print(f"accepted {manifest.counts.get('accepted', 0)}, rejected {manifest.counts.get('rejected', 0)}")
 
 
