@@ -68,7 +68,10 @@ def main() -> None:
             "pipelines/quickstart.yaml",
             {
                 "loop.target": 100_000,
-                "loop.max_rounds": args.rounds,
+                # stream: send rounds x round_size requests and handle every answer (none aborted at the
+                # stop), so the raw replays below generate exactly the loop's tokens
+                "loop.max_rounds": args.rounds if args.schedule == "rounds" else None,
+                "loop.max_requests": None if args.schedule == "rounds" else args.rounds * args.round_size,
                 "loop.round_size": args.round_size,
                 "loop.patience": None,
                 "loop.schedule": args.schedule,
