@@ -245,4 +245,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from selfinstruct.signals import script_boundary
+
+    with script_boundary():  # SIGINT/SIGTERM: clean stop, no engine left running
+        main()

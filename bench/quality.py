@@ -191,4 +191,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from selfinstruct.signals import script_boundary
+
+    with script_boundary():  # SIGINT/SIGTERM: clean stop, no engine left running
+        main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,3 +145,18 @@ def reap_children(keep: set[int] = frozenset(), timeout: float = 10.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=timeout)
+
+
+@contextmanager
+def script_boundary() -> Iterator[None]:
+    """What the CLI does around a command, for a long-running script (the benchmarks): SIGINT and SIGTERM stop
+    it with exit status 128 + signal after its finally blocks ran, and no process it started outlives it."""
+    before = children()
+    try:
+        with stop_on_signals(), unwrap_stop():
+            yield
+    except Stopped as e:
+        print(e, file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_code) from None
+    finally:
+        reap_children(keep=before)

@@ -40,3 +40,34 @@ def test_reap_children_ends_only_the_new_ones():
     finally:
         old.kill()
         old.wait()
+
+
+def test_a_script_in_the_boundary_stops_on_sigterm_and_leaves_no_child(tmp_path):
+    """bench/*.py run their main inside `script_boundary`: killed, they used to leave a vLLM engine running."""
+    import signal
+    import time
+
+    import psutil
+
+    script = tmp_path / "long.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "from selfinstruct.signals import script_boundary\n"
+        "with script_boundary():\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "    print(child.pid, flush=True)\n"
+        "    try:\n"
+        "        time.sleep(600)\n"
+        "    finally:\n"
+        "        print('cleanup ran', flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    child = int(proc.stdout.readline())
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "cleanup ran" in out and "stopped by SIGTERM" in err
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
