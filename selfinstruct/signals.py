@@ -148,15 +148,24 @@ def reap_children(keep: set[int] = frozenset(), timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def script_boundary() -> Iterator[None]:
-    """What the CLI does around a command, for a long-running script (the benchmarks): SIGINT and SIGTERM stop
-    it with exit status 128 + signal after its finally blocks ran, and no process it started outlives it."""
+def owned_stop() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Stopped` inside; on the way out, every process started inside is reaped, while
+    processes that were there before (a test session's engine, a caller's own) are left alone."""
     before = children()
     try:
         with stop_on_signals(), unwrap_stop():
             yield
+    finally:
+        reap_children(keep=before)
+
+
+@contextmanager
+def script_boundary() -> Iterator[None]:
+    """The CLI's boundary for a long-running script (the benchmarks): a stop exits 128 + signal after its
+    finally blocks ran, and no process it started outlives it."""
+    try:
+        with owned_stop():
+            yield
     except Stopped as e:
         print(e, file=sys.stderr, flush=True)
         raise SystemExit(e.exit_code) from None
-    finally:
-        reap_children(keep=before)

@@ -20,7 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendo
 from typer.core import TyperGroup
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.signals import Stopped, children, reap_children, stop_on_signals, unwrap_stop
+from selfinstruct.signals import Stopped, owned_stop
 
 # Terminal control characters (ANSI escapes included): replaced, so text cannot restyle or move the terminal.
 # Bidirectional overrides too (U+202A-E, U+2066-9): they make a terminal show text in another order than it is.
@@ -101,9 +101,8 @@ class _Group(TyperGroup):
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
         # unwinds its finally blocks, then no child process it started (vLLM engine, server) may outlive it.
         # Processes that were there before (a test session's engine, a caller's own) are not its to end.
-        before = children()
         try:
-            with stop_on_signals(), unwrap_stop():
+            with owned_stop():
                 return super().invoke(ctx)
         except NoArgsIsHelpError:
             raise
@@ -117,8 +116,6 @@ class _Group(TyperGroup):
         except Stopped as e:
             err_console.print(Text(f"stopped: {e}", style="yellow"), soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        finally:
-            reap_children(keep=before)
 
     def parse_args(self, ctx, args):
         try:

@@ -426,15 +426,12 @@ class RougeIndex:
             out, mine = [], None
             for t in others:
                 b = int(lens[t])
-                nd = max(1, math.ceil(level * (a + b) / 2 - _EPS))
+                nd = self._need(a, b)
                 if nd > min(a, b):
                     continue
                 if mine is None:
                     mine = tokens[slot] if slot in tokens else self._tokens(slot)
-                other = tokens.get(t)
-                if other is None:
-                    other = tokens[t] = self._tokens(t)
-                lcs = int(LCSseq.similarity(mine, other, score_cutoff=nd))
+                lcs = int(LCSseq.similarity(mine, self._cached(t, tokens), score_cutoff=nd))
                 if lcs >= nd and (f := fmeasure(lcs, a, b)) >= level:
                     out.append(Hit(t, f))
             return out
@@ -447,18 +444,20 @@ class RougeIndex:
         x, b, need = x[ok].tolist(), b[ok].tolist(), need[ok]
         # the cache may have been cleared since this item's probe (a later, shorter block)
         mine = tokens[slot] if slot in tokens else self._tokens(slot)
-        seqs = []
-        for t in x:
-            other = tokens.get(t)
-            if other is None:
-                other = tokens[t] = self._tokens(t)
-            seqs.append(other)
+        seqs = [self._cached(t, tokens) for t in x]
         lcs = process.cdist([mine], seqs, scorer=LCSseq.similarity, dtype=np.int64, workers=1)[0]
         out = []
         for i in np.flatnonzero(lcs >= need).tolist():
             if (f := fmeasure(int(lcs[i]), a, b[i])) >= level:
                 out.append(Hit(x[i], f))
         return out
+
+    def _cached(self, t: int, tokens: dict[int, str | list[int]]) -> str | list[int]:
+        """Slot t's tokens from the scan's cache, computed and kept there on a miss."""
+        other = tokens.get(t)
+        if other is None:
+            other = tokens[t] = self._tokens(t)
+        return other
 
     def _matrix(self, start: int, stop: int) -> csr_matrix:
         """Prefix entries start..stop-1 as a feature x slot matrix."""

@@ -19,22 +19,18 @@ MODULES = (
 )
 
 
-def test_importing_selfinstruct_loads_no_numba():
+def test_importing_selfinstruct_loads_no_numba_until_the_index_probes():
+    """One fresh interpreter: the pytest process has loaded numba long before, so only a new one can tell."""
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in MODULES)
-        + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite'))[:5])\n"
+        + "loaded = lambda: sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite'))[:3]\n"
+        + "print(loaded())\n"
+        + "from selfinstruct.filters.rouge import RougeIndex\n"
+        + "index = RougeIndex(0.7)\n"
+        + "index.add('a', 'write a poem about the sea')\n"
+        + "hit = index.top('write a poem about the sea today')\n"
+        + "print(hit is not None and hit.score >= 0.7, 'numba' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]", out
-
-
-def test_the_index_still_loads_numba_when_it_probes():
-    from selfinstruct.filters.rouge import RougeIndex
-
-    index = RougeIndex(0.7)
-    index.add("a", "write a poem about the sea")
-    index.add("b", "list three prime numbers")
-    hit = index.top("write a poem about the sea today")
-    assert hit is not None and hit.score >= 0.7
-    assert "numba" in sys.modules
+    assert out.splitlines() == ["[]", "True True"], out
