@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from selfinstruct.parse import NONE_INPUTS, read_examples, read_instances, read_list
+from selfinstruct.parse.lists import _marker
 
 CHARS = st.characters(exclude_categories=("Cc", "Cs"), exclude_characters="`~")
 STARTS = [
@@ -157,6 +158,9 @@ ITEM = value("zzz", in_list=True)  # a list has no field labels
 def test_list_items_parse_back_exactly(items, start, marker, raw):
     lines = [marker.format(n=n) + v for n, v in enumerate(items, start)]
     if raw:  # the raw prompt ended with "N." so the model starts inside item N
+        # An item that itself opens with the marker "N." reads as the model repeating the prompt's number
+        # ("9. 9. Task", one marker by rule): that text cannot parse back as written, so it is not generated.
+        assume(_marker(items[0]) is None or _marker(items[0])[0] != start)
         lines[0] = " " + items[0]
     got = read_list("\n".join(lines), first_number=start if raw else None)
     assert [it.text for it in got.items] == items, got.unparsed
