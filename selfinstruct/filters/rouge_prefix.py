@@ -1,4 +1,4 @@
-"""The candidate step of the ROUGE-L index, compiled: which (block text, admitted text) pairs can reach a level.
+"""The search steps of the ROUGE-L index, compiled: prefixes, candidates, exact LCS, best neighbour.
 
 A pair is a candidate when it passes three exact filters (see `rouge.py`'s module doc): the length bound
 need(a, b) <= min(a, b), at least min(K, need) shared prefix features, and a multiset overlap of at least
@@ -6,8 +6,12 @@ need. Done with numpy and scipy, the shared-prefix counts came from a sparse pro
 was materialized, then every surviving pair gathered the other text's features again: both costs grew with
 the square of the pool on realistic text (50K: 7 s, 200K: 50 s). Here one compiled loop per block text walks
 the posting lists of its prefix features, counts per admitted text in a dense array, and checks each touched
-text's bounds and overlap at once (a dense marker of the block text's features), so nothing is
-materialized but the candidates.
+text's bounds and overlap at once (a dense marker of the block text's features). The candidates left get an
+exact bit-parallel LCS (Allison and Dix 1986; Hyyrö 2004: one row of the LCS table as bits, updated by one
+add per word and token) in the same loop, best upper bound first, so only the best neighbour leaves it.
+
+F is computed with rouge-score's float expression, in the same order (see `rouge.fmeasure`): numba does not
+reassociate floats unless asked (fastmath), so every tie falls as in Python.
 """
 
 from __future__ import annotations
@@ -16,6 +20,125 @@ import math
 
 import numpy as np
 from numba import njit
+
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+
+
+@njit(cache=True, nogil=True)
+def _fm(lcs: int, a: int, b: int) -> float:
+    """`rouge.fmeasure(lcs, a, b)`: target length a, prediction length b, the same operations in order."""
+    if a == 0 or b == 0:
+        return 0.0
+    precision = lcs / b
+    recall = lcs / a
+    if precision + recall > 0:
+        return 2 * precision * recall / (precision + recall)
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def _popcount(x: np.uint64) -> int:
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    x = x + (x >> np.uint64(8))
+    x = x + (x >> np.uint64(16))
+    x = x + (x >> np.uint64(32))
+    return int(x & np.uint64(0x7F))
+
+
+@njit(cache=True, nogil=True)
+def _pattern(s: int, foff: np.ndarray, tok: np.ndarray, pmrow: np.ndarray, pm: np.ndarray) -> np.ndarray:
+    """Match bits of slot s's tokens: row pmrow[t] holds, per 64-bit word, the positions where token t is
+    (pmrow is -1 for every other token). Written into `pm` (all zero) or a larger zeroed copy, returned;
+    `_forget` zeroes it again."""
+    m = foff[s + 1] - foff[s]
+    words = (m + 63) // 64
+    if pm.shape[0] < m or pm.shape[1] < words:
+        pm = np.zeros((max(m, 2 * pm.shape[0]), max(words, pm.shape[1])), np.uint64)
+    rows = 0
+    for e in range(m):
+        t = tok[foff[s] + e]
+        if pmrow[t] < 0:
+            pmrow[t] = rows
+            rows += 1
+        pm[pmrow[t], e >> 6] |= np.uint64(1) << np.uint64(e & 63)
+    return pm
+
+
+@njit(cache=True, nogil=True)
+def _forget(s: int, foff: np.ndarray, tok: np.ndarray, pmrow: np.ndarray, pm: np.ndarray) -> None:
+    for e in range(foff[s], foff[s + 1]):
+        row = pmrow[tok[e]]
+        if row >= 0:
+            pm[row, :] = 0
+            pmrow[tok[e]] = -1
+
+
+@njit(cache=True, nogil=True)
+def _lcs(pm: np.ndarray, pmrow: np.ndarray, words: int, x: int, foff: np.ndarray, tok: np.ndarray) -> int:
+    """LCS of the pattern in pm/pmrow (`words` 64-bit words) and slot x's tokens, bit-parallel:
+    V' = (V + (V & M)) | (V & ~M), LCS = the zero bits of V."""
+    if words == 0:
+        return 0
+    if words == 1:
+        v = _ONES
+        for e in range(foff[x], foff[x + 1]):
+            row = pmrow[tok[e]]
+            if row >= 0:
+                u = v & pm[row, 0]
+                v = (v + u) | (v - u)
+        return _popcount(~v)
+    vs = np.full(words, _ONES)
+    for e in range(foff[x], foff[x + 1]):
+        row = pmrow[tok[e]]
+        if row < 0:  # no match: V & M = 0 leaves V as it is
+            continue
+        carry = np.uint64(0)
+        for w in range(words):
+            s = vs[w]
+            u = s & pm[row, w]
+            t = s + carry
+            c1 = t < carry
+            r = t + u
+            carry = np.uint64(1) if (c1 or r < u) else np.uint64(0)
+            vs[w] = r | (s - u)
+    zeros = 0
+    for w in range(words):
+        zeros += _popcount(~vs[w])
+    return zeros
+
+
+@njit(cache=True, nogil=True)
+def prefixes(
+    slots: np.ndarray, plen: np.ndarray, lens: np.ndarray, foff: np.ndarray, flat: np.ndarray,
+    rank: np.ndarray, shift: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(rptr, features): row r holds the plen[r] rarest features of slots[r] (rarest first), at
+    features[rptr[r]:rptr[r + 1]]. `rank + shift` is non-negative and below 2**31."""
+    rptr = np.zeros(len(slots) + 1, np.int64)
+    for r in range(len(slots)):
+        rptr[r + 1] = rptr[r] + plen[r]
+    out = np.empty(rptr[-1], np.int32)
+    keys = np.empty(64, np.int64)
+    for r in range(len(slots)):
+        p = plen[r]
+        if p == 0:
+            continue
+        s = slots[r]
+        m = lens[s]
+        if m > len(keys):
+            keys = np.empty(2 * m, np.int64)
+        for e in range(m):
+            f = flat[foff[s] + e]
+            keys[e] = ((rank[f] + shift) << 32) | f
+        ordered = np.sort(keys[:m])
+        for e in range(p):
+            out[rptr[r] + e] = ordered[e] & 0xFFFFFFFF
+    return rptr, out
 
 
 @njit(cache=True, nogil=True)
@@ -49,10 +172,12 @@ def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) ->
 
 
 @njit(cache=True, nogil=True)
-def candidates(
+def probe(
     lo: int,
-    rptr: np.ndarray,
-    rfeat: np.ndarray,
+    hi: int,
+    plen: np.ndarray,
+    rank: np.ndarray,
+    shift: int,
     iptr: np.ndarray,
     islot: np.ndarray,
     ilen: np.ndarray,
@@ -61,6 +186,7 @@ def candidates(
     lens: np.ndarray,
     flat: np.ndarray,
     foff: np.ndarray,
+    tok: np.ndarray,
     bmin: np.ndarray,
     bmax: np.ndarray,
     level: float,
@@ -68,34 +194,62 @@ def candidates(
     eps: float,
     mark: np.ndarray,
     count: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(block slot y, admitted slot x < y, need) of every pair passing the three filters.
+    pmrow: np.ndarray,
+    best: np.ndarray,
+    score: np.ndarray,
+) -> None:
+    """Row r (slot lo + r): its best admitted slot x < lo + r scoring >= level into best[r] and score[r]
+    (ties: the smallest x; -1 and -1.0 if none).
 
-        Row r (slot lo + r) has prefix features rfeat[rptr[r]:rptr[r + 1]]. The admitted prefixes are two
-        posting structures, feature -> slots: iptr/islot (each feature's slots in ascending length ilen) and
-        jptr/jslot (unordered, the few recent ones); a slot's prefix lies wholly in one of them. A partner of
-        a length-a text has a length in [bmin[a], bmax[a]] (the length bound); the features of a row come in rarity
-    order (its prefix positions). `mark` (bool per feature) and
-        `count` (int32 per slot) are all zero on entry and on exit.
+    A row probes with its plen[a] rarest features (`rank + shift`, non-negative and below 2**31: position in
+    the rarity order), rarest first; or, when the posting lists of all its features are short (few admitted
+    texts, as on a near-copy stream), with all its features in any order, which skips the sort and is just as
+    exact (they hold its prefix, so a pair shares at least as many). The admitted prefixes are two posting structures, feature -> slots: iptr/islot (each feature's slots in
+    ascending length ilen) and jptr/jslot (unordered, the few recent ones); a slot's prefix lies wholly in one
+    of them. A partner of a length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool
+    per feature), `count` (int32 per slot) and `pmrow` (-1 per token) are left as they were found.
     """
-    cap = 1024
-    ys = np.empty(cap, np.int64)
-    xs = np.empty(cap, np.int64)
-    needs = np.empty(cap, np.int64)
-    n = 0
     touched = np.empty(1024, np.int64)
-    for r in range(len(rptr) - 1):
+    cand = np.empty(64, np.int64)
+    upper = np.empty(64, np.float64)
+    keys = np.empty(256, np.int64)
+    pm = np.zeros((256, 4), np.uint64)
+    for r in range(hi - lo):
+        best[r] = -1
+        score[r] = -1.0
         y = lo + r
         a = lens[y]
         low, high = bmin[a], bmax[a]
+        p = plen[a]
+        if p == 0:
+            continue
+        # All its features when their posting lists are short, else its sorted prefix.
+        if a > len(keys):
+            keys = np.empty(2 * a, np.int64)
+        entries = 0
+        whole = True
+        for q in range(a):
+            f = flat[foff[y] + q]
+            keys[q] = f
+            if f + 1 < len(iptr):
+                entries += iptr[f + 1] - iptr[f]
+            if f + 1 < len(jptr):
+                entries += jptr[f + 1] - jptr[f]
+        if entries > 4 * a + 64:
+            whole = False
+            for q in range(a):
+                f = keys[q]
+                keys[q] = ((rank[f] + shift) << 32) | f
+            keys[:a].sort()
+        else:
+            p = a
         nt = 0
-        for q in range(rptr[r], rptr[r + 1]):
-            f = rfeat[q]
+        for j in range(p):
+            f = keys[j] & 0xFFFFFFFF
             # y's feature at prefix position j only matters to partners whose own need leaves it in y's
             # shortened prefix a - need + k (the lemma holds per pair): need(a, b) <= a - j + k - 1, which
             # caps b (need grows with b); the cap only falls as j grows.
-            j = q - rptr[r]
-            if _need(level, a, high, eps) > a - j + k - 1:
+            if not whole and _need(level, a, high, eps) > a - j + k - 1:
                 high = _last_fit(level, a, low, high, a - j + k - 1, eps)
             if high < low:
                 break
@@ -103,8 +257,10 @@ def candidates(
                 if part == 0:
                     if f + 1 >= len(iptr):
                         continue
-                    start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
-                    stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
+                    start, stop = iptr[f], iptr[f + 1]
+                    if stop - start > 16:  # a long list: its length window by binary search
+                        start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
+                        stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
                     slots = islot
                 else:
                     if f + 1 >= len(jptr):
@@ -115,7 +271,7 @@ def candidates(
                     x = slots[e]
                     if x >= y:
                         continue
-                    if part == 1:
+                    if part == 1 or stop - start <= 16:
                         b = lens[x]
                         if b < low or b > high:
                             continue
@@ -131,6 +287,7 @@ def candidates(
             continue
         for q in range(foff[y], foff[y + 1]):
             mark[flat[q]] = True
+        nc = 0
         for t in range(nt):
             x = touched[t]
             c = count[x]
@@ -145,19 +302,101 @@ def candidates(
                     overlap += 1
             if overlap < nd:
                 continue
-            if n == cap:
-                cap *= 2
-                ys2 = np.empty(cap, np.int64)
-                xs2 = np.empty(cap, np.int64)
-                nd2 = np.empty(cap, np.int64)
-                ys2[:n] = ys
-                xs2[:n] = xs
-                nd2[:n] = needs
-                ys, xs, needs = ys2, xs2, nd2
-            ys[n] = y
-            xs[n] = x
-            needs[n] = nd
-            n += 1
+            if nc == len(cand):
+                cand2 = np.empty(2 * nc, np.int64)
+                upper2 = np.empty(2 * nc, np.float64)
+                cand2[:nc] = cand
+                upper2[:nc] = upper
+                cand, upper = cand2, upper2
+            cand[nc] = x
+            upper[nc] = _fm(overlap, a, b)  # LCS <= overlap, and F grows with LCS
+            nc += 1
         for q in range(foff[y], foff[y + 1]):
             mark[flat[q]] = False
-    return ys[:n], xs[:n], needs[:n]
+        if nc == 0:
+            continue
+        # Exact LCS, best upper bound first: a candidate whose bound cannot beat the best so far is skipped.
+        pm = _pattern(y, foff, tok, pmrow, pm)
+        words = (a + 63) // 64
+        top, top_x = -1.0, -1
+        order = np.argsort(-upper[:nc]) if nc > 1 else np.zeros(1, np.int64)
+        for e in order:
+            x = cand[e]
+            if upper[e] < top or (upper[e] == top and x > top_x):
+                continue
+            b = lens[x]
+            lcs = _lcs(pm, pmrow, words, x, foff, tok)
+            if lcs < _need(level, a, b, eps):
+                continue
+            f = _fm(lcs, a, b)
+            if f >= level and (f > top or (f == top and x < top_x)):
+                top, top_x = f, x
+        _forget(y, foff, tok, pmrow, pm)
+        best[r] = top_x
+        score[r] = top
+
+
+@njit(cache=True, nogil=True)
+def reverse(
+    x: int,
+    y0: int,
+    y1: int,
+    base: int,
+    lens: np.ndarray,
+    flat: np.ndarray,
+    foff: np.ndarray,
+    tok: np.ndarray,
+    bmin: np.ndarray,
+    bmax: np.ndarray,
+    level: float,
+    eps: float,
+    mark: np.ndarray,
+    pmrow: np.ndarray,
+    best: np.ndarray,
+    score: np.ndarray,
+) -> bool:
+    """A newly admitted slot x against the probed slots y0..y1-1 (all after x): where x scores >= level and
+    more than slot y's best so far (best[y - base], score[y - base]), x becomes it. x is the latest admitted
+    slot, so on a tie the earlier neighbour stays. The length bound and the multiset overlap go first.
+    Whether any slot's best changed."""
+    b = lens[x]
+    low, high = bmin[b], bmax[b]  # need is symmetric in a and b, so is the window
+    if low > high:
+        return False
+    changed = False
+    for q in range(foff[x], foff[x + 1]):
+        mark[flat[q]] = True
+    pm = np.zeros((b, (b + 63) // 64), np.uint64)
+    built = False
+    for y in range(y0, y1):
+        a = lens[y]
+        if a < low or a > high:
+            continue
+        nd = _need(level, a, b, eps)
+        if nd > min(a, b):
+            continue
+        overlap = 0
+        for q in range(foff[y], foff[y + 1]):
+            if mark[flat[q]]:
+                overlap += 1
+        if overlap < nd:
+            continue
+        now = score[y - base]
+        if _fm(overlap, a, b) <= now:
+            continue
+        if not built:
+            pm = _pattern(x, foff, tok, pmrow, pm)
+            built = True
+        lcs = _lcs(pm, pmrow, (b + 63) // 64, y, foff, tok)
+        if lcs < nd:
+            continue
+        f = _fm(lcs, a, b)
+        if f >= level and f > now:
+            best[y - base] = x
+            score[y - base] = f
+            changed = True
+    for q in range(foff[x], foff[x + 1]):
+        mark[flat[q]] = False
+    if built:
+        _forget(x, foff, tok, pmrow, pm)
+    return changed

@@ -6,15 +6,23 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer, scoring
 
 from selfinstruct.filters import rouge
 from selfinstruct.filters.rouge import RougeIndex, fmeasure, rouge_l, tokenize
+from selfinstruct.filters.rouge_tokens import Vocab
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -112,18 +120,19 @@ def test_scores_equal_rouge_score_bit_for_bit(a, b):
     st.sampled_from([0.3, 0.7]),
     st.sampled_from([1, 2, 3, 5]),
     st.sampled_from([0, 1, 3]),
+    st.sampled_from([2, 3, 64]),
 )
 def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
-    monkeypatch, batch, step, seeds, threshold, k, delta
+    monkeypatch, batch, step, seeds, threshold, k, limit, chunk
 ):
-    # The real sizes (1024-row chunks, length-sorted postings rebuilt past 4096 newer entries) are only
-    # reached by thousands of texts; shrunk, every scan here crosses chunk borders and walks both the
-    # sorted and the recent postings. Any number k of required shared prefix features is exact.
-    monkeypatch.setattr(rouge, "_CHUNK", 2)
+    # The real sizes (1024-row blocks, length-sorted postings rebuilt past 4096 newer entries) are only
+    # reached by thousands of texts; shrunk, every scan here crosses block borders, cuts blocks after 0 to 3
+    # admits and walks both the sorted and the recent postings. Any number k of required shared prefix
+    # features is exact.
+    monkeypatch.setattr(rouge, "_CHUNK", chunk)
     monkeypatch.setattr(rouge, "_RECENT", 1)
     monkeypatch.setattr(rouge, "_K", k)
-    monkeypatch.setattr(rouge, "_DELTA", delta)
-    monkeypatch.setattr(rouge, "_CACHE", delta)  # token strings dropped while older probes still hold
+    monkeypatch.setattr(rouge, "_LIMIT", limit)
     index, kept = RougeIndex(threshold), []
     for i in range(min(seeds, len(batch))):  # pending adds, encoded by the first scan
         index.add(str(i), batch[i])
@@ -139,8 +148,53 @@ def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
     assert kept == reference_kept(batch, threshold, seeds)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(texts, free_texts, st.sampled_from(["", "a", "b", "ab", "\x00", "x\x00y"])), max_size=12
+    )
+)
+def test_compiled_tokens_are_rouge_scores(batch):
+    """The index tokenizes a batch in one compiled pass over its joined bytes (texts side by side, single
+    letters with nothing between them); each text's words are rouge-score's, and equal words share a number."""
+    vocab = Vocab()
+    for chunk in (batch, batch[::-1]):  # the second pass meets only known words
+        tok, _, lens = vocab.encode(chunk)
+        assert sum(lens) == len(tok)
+        ends = np.cumsum(lens)
+        for text, start, end in zip(chunk, ends - lens, ends, strict=True):
+            assert [vocab.word(t) for t in tok[start:end]] == SCORER._tokenizer.tokenize(text)
+    words = [vocab.word(t) for t in range(vocab.ntok)]
+    assert len(set(words)) == len(words)
+
+
+def test_compiled_steps_stay_in_bounds(tmp_path):
+    """numba does not check array bounds: a write past an array's end corrupts memory without an error (a
+    batch of one-letter texts once overran the token buffer). A fresh interpreter compiles every step with
+    bounds checks and replays mixed batches against rouge-score."""
+    code = (
+        "import random, sys\n"
+        "sys.path.insert(0, 'tests/filters')\n"
+        "from test_filters_rouge import WORDS, ours_kept, reference_kept\n"
+        "rng = random.Random(7)\n"
+        "for n in range(80):\n"
+        "    if n % 2:  # one-letter texts: more tokens than bytes / 2\n"
+        "        batch = rng.choices(['a', 'b', '1', 'x', ''], k=rng.randint(1, 40))\n"
+        "    else:\n"
+        "        batch = [' '.join(rng.choices(WORDS + ['x' * rng.randint(1, 9)], k=rng.randint(0, 90)))"
+        " for _ in range(rng.randint(1, 12))]\n"
+        "    step = rng.randint(1, 5)\n"
+        "    for t in (0.0, 0.5, 0.7):\n"
+        "        assert ours_kept(batch, t, batch=step) == reference_kept(batch, t), (batch, t)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
 def test_texts_holding_the_batch_separator_tokenize_alone():
-    # A scan joins its texts with NUL to tokenize them in one pass; a text holding NUL takes the slow path.
+    # Texts are cut by their end offsets, never by a separator character: NUL is just a non-word byte.
     batch = ["copy this text\x00now", "copy this text now", "\x00", "now copy this text"]  # 1, 3: F 1, 0.75
     assert ours_kept(batch, 0.7) == reference_kept(batch, 0.7) == [0, 2]
     index = RougeIndex(0.7)
@@ -280,8 +334,8 @@ def test_near_duplicate_heavy_stream_matches_rouge_score(external, monkeypatch):
     assert 10 < len(ref) < 100  # mostly rejects, some kept
     assert ours_kept(stream, 0.7) == ref
     assert ours_kept(stream, 0.7, batch=37) == ref
-    with monkeypatch.context() as m:  # token strings dropped at every probe, while older probes still hold
-        m.setattr(rouge, "_CACHE", 0)
+    with monkeypatch.context() as m:  # every admit cuts its block: the next item is probed afresh
+        m.setattr(rouge, "_LIMIT", 0)
         assert ours_kept(stream, 0.7) == ref
     # the evidence is rouge-score's best admitted neighbour, exactly
     index, kept = RougeIndex(0.7), set(ref)
