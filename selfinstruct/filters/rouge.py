@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from rapidfuzz.distance import LCSseq
-from scipy.sparse import csr_matrix
 
 if TYPE_CHECKING:
     from selfinstruct.filters.rouge_tokens import Vocab
@@ -157,9 +156,13 @@ class RougeIndex:
         self._indexed = 0
         self._synced = 0  # slots whose tokens and features are in the arrays above
         # The prefix entries [0, _big_np) as feature -> slots postings, built once and reused by later probes
-        # (rebuilding them per probe would cost the whole pool each time); newer entries go in per probe.
+        # (rebuilding them per probe would cost the whole pool each time); newer entries are chained per
+        # feature as they come (rouge_prefix.link): entries [_big_np, _linked).
         self._big: tuple[np.ndarray, ...] | None = None  # rouge_prefix.postings
         self._big_np = 0
+        self._jhead = np.full(1024, -1, np.int64)  # per feature: its latest recent entry, -1 if none
+        self._jnext = np.zeros(1 << 14, np.int64)  # per entry: the feature's entry before it, -1 if none
+        self._linked = 0
         self._bmin = self._bmax = self._plen = np.zeros(0, np.int64)  # per length: _windows
         # scratch of the compiled steps, all False / 0 / -1 between calls
         self._mark = np.zeros(1024, np.bool_)  # per feature
@@ -207,8 +210,8 @@ class RougeIndex:
             self._encode(self._synced, min(len(self.texts), self._synced + (1 << 16)))
 
     def _encode(self, base: int, end: int) -> None:
-        nf0 = self._vocab.nf
-        tok, feats, lens = self._vocab.encode(self.texts[base:end])
+        nf0, start = self._vocab.nf, int(self._foff[base])
+        self._tok, self._flat, lens = self._vocab.encode(self.texts[base:end], self._tok, self._flat, start)
         nf = self._vocab.nf
         if nf > nf0:
             self._rank = _grown(self._rank, nf)
@@ -219,13 +222,8 @@ class RougeIndex:
         self._count = _grown(self._count, end)
         self._lens = _grown(self._lens, end)
         self._foff = _grown(self._foff, end + 1)
-        start, total = int(self._foff[base]), len(tok)
-        self._flat = _grown(self._flat, start + total)
-        self._tok = _grown(self._tok, start + total)
         self._lens[base:end] = lens
         self._foff[base + 1 : end + 1] = start + np.cumsum(lens)
-        self._flat[start : start + total] = feats
-        self._tok[start : start + total] = tok
         self._synced = end
 
     def _index_admitted(self) -> None:
@@ -253,7 +251,8 @@ class RougeIndex:
         self._rank[order] = np.arange(nf)
         self._next_new_rank = -1
         self._ordered_for = self._synced
-        self._big, self._big_np = None, 0
+        self._big, self._big_np, self._linked = None, 0, 0
+        self._jhead.fill(-1)
         slots, feats = self._prefixes(np.sort(np.asarray(self._log, np.int64)))
         self._indexed = len(self._log)
         self._np = len(slots)
@@ -324,20 +323,13 @@ class RougeIndex:
     # ------------------------------------------------------------------------------------------------------
     # search
 
-    def _matrix(self, start: int, stop: int) -> csr_matrix:
-        """Prefix entries start..stop-1 as a feature x slot matrix."""
-        ps, pf = self._pslot[start:stop], self._pfeat[start:stop]
-        return csr_matrix(
-            (np.ones(stop - start, np.int32), (pf, ps)), shape=(self._vocab.nf, len(self.texts))
-        )
-
     def _probe(self, lo: int, hi: int, best: np.ndarray, score: np.ndarray) -> None:
         """The best neighbour scoring >= level of each slot lo..hi-1 among the slots admitted now (earlier
         slots only) into best/score (-1 and -1.0 where none)."""
         # numba loads here, not at import: vLLM's CPU workers re-import the parent's __main__ and then scan
         # every loaded module, which fails on llvmlite's FFI objects; a script that imports selfinstruct
         # before it starts an engine must not load numba (tests/filters/test_rouge_import.py).
-        from selfinstruct.filters.rouge_prefix import postings, probe
+        from selfinstruct.filters.rouge_prefix import link, postings, probe
 
         self._index_admitted()
         best[:], score[:] = -1, -1.0
@@ -346,15 +338,19 @@ class RougeIndex:
         self._windows(int(self._lens[lo:hi].max()))
         if self._np - self._big_np > max(_RECENT, self._big_np // 8):
             self._big = postings(self._pslot[: self._np], self._pfeat[: self._np], self._lens, self._vocab.nf)
-            self._big_np = self._np
-        recent = self._matrix(self._big_np, self._np)
+            self._big_np = self._linked = self._np
+            self._jhead.fill(-1)
+        self._jhead = _grown(self._jhead, self._vocab.nf, -1)
+        self._jnext = _grown(self._jnext, self._np)
+        link(self._jhead, self._jnext, self._pfeat, self._linked, self._np)
+        self._linked = self._np
         big = self._big if self._big is not None else _NO_POSTINGS
         # Length bound, shared prefix features, multiset overlap, exact LCS: one compiled pass (module doc).
         shift = -(self._next_new_rank + 1)  # the rarest rank in use, moved to 0
         probe(
-            lo, hi, self._plen, self._rank, shift, *big, recent.indptr, recent.indices, self._lens, self._flat, self._foff, self._tok,
-            self._bmin, self._bmax, float(self.level), _K, _EPS, self._mark, self._count, self._pmrow, best,
-            score,
+            lo, hi, self._plen, self._rank, shift, *big, self._jhead, self._jnext, self._pslot, self._lens,
+            self._flat, self._foff, self._tok, self._bmin, self._bmax, float(self.level), _K, _EPS, self._mark,
+            self._count, self._pmrow, best, score,
         )  # fmt: skip
 
     def _reverse(self, x: int, lo: int, hi: int, base: int, best: np.ndarray, score: np.ndarray) -> bool:

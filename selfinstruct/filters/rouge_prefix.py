@@ -172,6 +172,16 @@ def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) ->
 
 
 @njit(cache=True, nogil=True)
+def link(jhead: np.ndarray, jnext: np.ndarray, pfeat: np.ndarray, start: int, stop: int) -> None:
+    """Chain prefix entries start..stop-1 onto their features' recent lists (entry e of feature f: jhead[f],
+    then jnext[e] down to -1); adding entries costs their number, never the number of features."""
+    for e in range(start, stop):
+        f = pfeat[e]
+        jnext[e] = jhead[f]
+        jhead[f] = e
+
+
+@njit(cache=True, nogil=True)
 def probe(
     lo: int,
     hi: int,
@@ -181,8 +191,9 @@ def probe(
     iptr: np.ndarray,
     islot: np.ndarray,
     ilen: np.ndarray,
-    jptr: np.ndarray,
-    jslot: np.ndarray,
+    jhead: np.ndarray,
+    jnext: np.ndarray,
+    pslot: np.ndarray,
     lens: np.ndarray,
     flat: np.ndarray,
     foff: np.ndarray,
@@ -204,9 +215,10 @@ def probe(
     A row probes with its plen[a] rarest features (`rank + shift`, non-negative and below 2**31: position in
     the rarity order), rarest first; or, when the posting lists of all its features are short (few admitted
     texts, as on a near-copy stream), with all its features in any order, which skips the sort and is just as
-    exact (they hold its prefix, so a pair shares at least as many). The admitted prefixes are two posting structures, feature -> slots: iptr/islot (each feature's slots in
-    ascending length ilen) and jptr/jslot (unordered, the few recent ones); a slot's prefix lies wholly in one
-    of them. A partner of a length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool
+    exact (they hold its prefix, so a pair shares at least as many; whether the lists are short is judged by
+    the cached ones). The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
+    (each feature's slots in ascending length ilen) and the recent entries, chained per feature (jhead[f],
+    then jnext[e], entry e being slot pslot[e]); a slot's prefix lies wholly in one of them. A partner of a length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool
     per feature), `count` (int32 per slot) and `pmrow` (-1 per token) are left as they were found.
     """
     touched = np.empty(1024, np.int64)
@@ -233,8 +245,6 @@ def probe(
             keys[q] = f
             if f + 1 < len(iptr):
                 entries += iptr[f + 1] - iptr[f]
-            if f + 1 < len(jptr):
-                entries += jptr[f + 1] - jptr[f]
         if entries > 4 * a + 64:
             whole = False
             for q in range(a):
@@ -253,36 +263,35 @@ def probe(
                 high = _last_fit(level, a, low, high, a - j + k - 1, eps)
             if high < low:
                 break
-            for part in range(2):
-                if part == 0:
-                    if f + 1 >= len(iptr):
-                        continue
-                    start, stop = iptr[f], iptr[f + 1]
-                    if stop - start > 16:  # a long list: its length window by binary search
-                        start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
-                        stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
-                    slots = islot
+            # the cached postings, then the recent chain; each admitted slot x < y in the window is touched
+            start, stop = 0, 0
+            if f + 1 < len(iptr):
+                start, stop = iptr[f], iptr[f + 1]
+                if stop - start > 16:  # a long list: its length window by binary search
+                    start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
+                    stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
+            e = start
+            chain = jhead[f] if f < len(jhead) else -1
+            while e < stop or chain >= 0:
+                if e < stop:
+                    x = islot[e]
+                    e += 1
                 else:
-                    if f + 1 >= len(jptr):
-                        continue
-                    start, stop = jptr[f], jptr[f + 1]
-                    slots = jslot
-                for e in range(start, stop):
-                    x = slots[e]
-                    if x >= y:
-                        continue
-                    if part == 1 or stop - start <= 16:
-                        b = lens[x]
-                        if b < low or b > high:
-                            continue
-                    if count[x] == 0:
-                        if nt == len(touched):
-                            grown = np.empty(2 * nt, np.int64)
-                            grown[:nt] = touched
-                            touched = grown
-                        touched[nt] = x
-                        nt += 1
-                    count[x] += 1
+                    x = pslot[chain]
+                    chain = jnext[chain]
+                if x >= y:
+                    continue
+                b = lens[x]
+                if b < low or b > high:
+                    continue
+                if count[x] == 0:
+                    if nt == len(touched):
+                        grown = np.empty(2 * nt, np.int64)
+                        grown[:nt] = touched
+                        touched = grown
+                    touched[nt] = x
+                    nt += 1
+                count[x] += 1
         if nt == 0:
             continue
         for q in range(foff[y], foff[y + 1]):

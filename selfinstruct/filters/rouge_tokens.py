@@ -33,6 +33,13 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _CLASS[_c] = _c + 32
 
 
+def _larger(a: np.ndarray, size: int) -> np.ndarray:
+    """A copy of `a` with room for at least `size` elements (twice its length if that is more)."""
+    out = np.zeros(max(size, 2 * len(a)), a.dtype)
+    out[: len(a)] = a
+    return out
+
+
 class Vocab:
     """Words and repeats seen so far; the arrays belong to the compiled `_encode`, which grows them."""
 
@@ -49,18 +56,27 @@ class Vocab:
         self.nf = 0  # feature ids in use
         self.count = np.zeros(1 << 9, np.int32)  # scratch: occurrences per token (zero between calls)
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(token numbers, feature ids, token count per text) of the texts, in text order, int32/int32/int64."""
+    def encode(
+        self, texts: Sequence[str], tok: np.ndarray, feat: np.ndarray, at: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The texts' token numbers and feature ids, in text order, written into tok/feat (int32) from
+        position `at` on: (tok, feat, token count per text), the arrays grown (copied) when they could be too
+        short. Writing in place spares a copy of every token and the page faults of fresh arrays."""
         pieces = [t if t.isascii() else t.lower().encode("ascii", "replace").decode() for t in texts]
         buf = np.frombuffer("".join(pieces).encode(), np.uint8)
         ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
+        most = (
+            at + len(buf) // 2 + len(texts) + 1
+        )  # a token takes a byte and ends at a non-word byte or its text's end
+        if len(tok) < most:
+            tok, feat = _larger(tok, most), _larger(feat, most)
         out = _encode(
             buf, ends, _CLASS, self.cells, self.hash, self.off, self.data, self.feature, self.ntok,
-            self.rkeys, self.rvals, self.nrep, self.nf, self.count,
+            self.rkeys, self.rvals, self.nrep, self.nf, self.count, tok, feat, at,
         )  # fmt: skip
-        tok, feat, lens = out[:3]
-        (self.cells, self.hash, self.off, self.data, self.feature, self.ntok) = out[3:9]
-        (self.rkeys, self.rvals, self.nrep, self.nf, self.count) = out[9:]
+        lens = out[0]
+        (self.cells, self.hash, self.off, self.data, self.feature, self.ntok) = out[1:7]
+        (self.rkeys, self.rvals, self.nrep, self.nf, self.count) = out[7:]
         return tok, feat, lens
 
     def word(self, token: int) -> str:
@@ -158,14 +174,14 @@ def _rrehash(rkeys: np.ndarray, rvals: np.ndarray, size: int) -> tuple[np.ndarra
 
 
 @njit(cache=True, nogil=True)
-def _encode(buf, ends, cls, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count):  # noqa: ANN001
-    """Tokens and features of the texts ending at `ends` in `buf`, growing the tables it is given (module doc)."""
+def _encode(
+    buf, ends, cls, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
+):  # noqa: ANN001, E501
+    """Tokens and features of the texts ending at `ends` in `buf` into tok/feat from `at` (long enough),
+    growing the tables it is given (module doc)."""
     n_texts = len(ends)
-    # a token takes a byte and ends at a non-word byte or at its text's end
-    tok = np.empty(len(buf) // 2 + n_texts + 1, np.int32)
-    feat = np.empty(len(tok), np.int32)
     lens = np.zeros(n_texts, np.int64)
-    n, i = 0, 0
+    n, i = at, 0
     while i < n_texts:
         start = ends[i - 1] if i else 0
         j = i + 1
@@ -184,10 +200,7 @@ def _encode(buf, ends, cls, cells, thash, toff, data, tfeat, ntok, rkeys, rvals,
             feat, lens, n,
         )  # fmt: skip
         i = j
-    return (
-        tok[:n].copy(), feat[:n].copy(), lens,
-        cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count,
-    )  # fmt: skip
+    return lens, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count
 
 
 @njit(cache=True, nogil=True)
