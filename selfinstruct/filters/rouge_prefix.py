@@ -218,8 +218,9 @@ def probe(
     exact (they hold its prefix, so a pair shares at least as many; whether the lists are short is judged by
     the cached ones). The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
     (each feature's slots in ascending length ilen) and the recent entries, chained per feature (jhead[f],
-    then jnext[e], entry e being slot pslot[e]); a slot's prefix lies wholly in one of them. A partner of a length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool
-    per feature), `count` (int32 per slot) and `pmrow` (-1 per token) are left as they were found.
+    then jnext[e], entry e being slot pslot[e]); a slot's prefix lies wholly in one of them. A partner of a
+    length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool per feature), `count`
+    (int32 per slot) and `pmrow` (-1 per token) are left as they were found.
     """
     touched = np.empty(1024, np.int64)
     cand = np.empty(64, np.int64)
