@@ -65,9 +65,8 @@ class Vocab:
         pieces = [t if t.isascii() else t.lower().encode("ascii", "replace").decode() for t in texts]
         buf = np.frombuffer("".join(pieces).encode(), np.uint8)
         ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        most = (
-            at + len(buf) // 2 + len(texts) + 1
-        )  # a token takes a byte and ends at a non-word byte or its text's end
+        # a token takes a byte and ends at a non-word byte or at its text's end
+        most = at + len(buf) // 2 + len(texts) + 1
         if len(tok) < most:
             tok, feat = _larger(tok, most), _larger(feat, most)
         out = _encode(
