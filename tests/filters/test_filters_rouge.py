@@ -151,7 +151,8 @@ def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.one_of(texts, free_texts, st.sampled_from(["", "a", "b", "ab", "\x00", "x\x00y"])), max_size=12
+        st.one_of(texts, free_texts, st.sampled_from(["", "a", "b", "ab", "\x00", "x\x00y", "x\ud800y"])),
+        max_size=12,
     )
 )
 def test_compiled_tokens_are_rouge_scores(batch):
