@@ -115,11 +115,13 @@ class Hit(NamedTuple):
     score: float
 
 
-def _grown(arr: np.ndarray, size: int, fill: int = 0) -> np.ndarray:
-    """`arr`, or a copy at least twice as long when it cannot hold `size` elements (amortized appends)."""
+def grown(arr: np.ndarray, size: int, fill: int = 0) -> np.ndarray:
+    """`arr`, or a copy at least twice as long when it cannot hold `size` elements (amortized appends); the new
+    elements are `fill`. Zeros come from calloc, so pages never written are never mapped."""
     if size <= len(arr):
         return arr
-    out = np.full(max(size, 2 * len(arr)), fill, arr.dtype)
+    n = max(size, 2 * len(arr))
+    out = np.zeros(n, arr.dtype) if fill == 0 else np.full(n, fill, arr.dtype)
     out[: len(arr)] = arr
     return out
 
@@ -219,14 +221,14 @@ class RougeIndex:
         self._tok, self._flat, lens = self._vocab.encode(self.texts[base:end], self._tok, self._flat, start)
         nf = self._vocab.nf
         if nf > nf0:
-            self._rank = _grown(self._rank, nf)
+            self._rank = grown(self._rank, nf)
             self._rank[nf0:nf] = self._next_new_rank - np.arange(nf - nf0)
             self._next_new_rank -= nf - nf0
-            self._mark = _grown(self._mark, nf)
-        self._pmrow = _grown(self._pmrow, self._vocab.ntok, -1)
-        self._count = _grown(self._count, end)
-        self._lens = _grown(self._lens, end)
-        self._foff = _grown(self._foff, end + 1)
+            self._mark = grown(self._mark, nf)
+        self._pmrow = grown(self._pmrow, self._vocab.ntok, -1)
+        self._count = grown(self._count, end)
+        self._lens = grown(self._lens, end)
+        self._foff = grown(self._foff, end + 1)
         self._lens[base:end] = lens
         self._foff[base + 1 : end + 1] = start + np.cumsum(lens)
         self._synced = end
@@ -242,8 +244,8 @@ class RougeIndex:
         slots, feats = self._prefixes(np.sort(np.asarray(self._log[self._indexed :], np.int64)))
         self._indexed = len(self._log)
         end = self._np + len(slots)
-        self._pslot = _grown(self._pslot, end)
-        self._pfeat = _grown(self._pfeat, end)
+        self._pslot = grown(self._pslot, end)
+        self._pfeat = grown(self._pfeat, end)
         self._pslot[self._np : end] = slots
         self._pfeat[self._np : end] = feats
         self._np = end
@@ -261,8 +263,8 @@ class RougeIndex:
         slots, feats = self._prefixes(np.sort(np.asarray(self._log, np.int64)))
         self._indexed = len(self._log)
         self._np = len(slots)
-        self._pslot = _grown(self._pslot, self._np)
-        self._pfeat = _grown(self._pfeat, self._np)
+        self._pslot = grown(self._pslot, self._np)
+        self._pfeat = grown(self._pfeat, self._np)
         self._pslot[: self._np] = slots
         self._pfeat[: self._np] = feats
 
@@ -345,8 +347,8 @@ class RougeIndex:
             self._big = postings(self._pslot[: self._np], self._pfeat[: self._np], self._lens, self._vocab.nf)
             self._big_np = self._linked = self._np
             self._jhead.fill(-1)
-        self._jhead = _grown(self._jhead, self._vocab.nf, -1)
-        self._jnext = _grown(self._jnext, self._np)
+        self._jhead = grown(self._jhead, self._vocab.nf, -1)
+        self._jnext = grown(self._jnext, self._np)
         link(self._jhead, self._jnext, self._pfeat, self._linked, self._np)
         self._linked = self._np
         big = self._big if self._big is not None else _NO_POSTINGS
@@ -358,16 +360,15 @@ class RougeIndex:
             self._count, self._pmrow, best, score,
         )  # fmt: skip
 
-    def _reverse(self, x: int, lo: int, hi: int, base: int, best: np.ndarray, score: np.ndarray) -> bool:
-        """Slot x, just admitted, against the probed slots lo..hi-1 (rows y - base of best/score); whether it
-        became the best of any."""
+    def _reverse(self, x: int, lo: int, hi: int, base: int, best: np.ndarray, score: np.ndarray) -> None:
+        """Slot x, just admitted, against the probed slots lo..hi-1 (rows y - base of best/score)."""
         from selfinstruct.filters.rouge_prefix import reverse
 
         if (
             len(self._bmin) <= self._lens[x]
         ):  # probes cover their texts' lengths; an admit never probed may not
             self._windows(int(self._lens[x]))
-        return reverse(
+        reverse(
             x, lo, hi, base, self._lens, self._flat, self._foff, self._tok, self._bmin, self._bmax,
             float(self.level), _EPS, self._mark, self._pmrow, best, score,
         )  # fmt: skip
@@ -384,12 +385,8 @@ class RougeScan:
     def __init__(self, index: RougeIndex, base: int, n: int):
         self.index, self.base, self.n = index, base, n
         self.closed = False
-        # per item: its best admitted neighbour so far (-1 if none) and its score; the compiled steps write
-        # the arrays, `best` reads the lists, copied per block and after each reverse
-        self._best = np.full(n, -1, np.int64)
-        self._score = np.full(n, -1.0)
-        self._best_list: list[int] = []
-        self._score_list: list[float] = []
+        self._best = np.full(n, -1, np.int64)  # per item: its best admitted neighbour so far, -1 if none
+        self._score = np.full(n, -1.0)  # its score
         self._lo = self._hi = 0  # the current block: items lo..hi-1
         self._admits = 0  # items admitted within the current block
         self._cut = False  # the current block had too many admits; the next item starts a new one
@@ -401,11 +398,11 @@ class RougeScan:
             raise RuntimeError("this scan was closed by a later add or scan")
         if self._cut or not self._lo <= i < self._hi:
             self._block(i)
-        other = self._best_list[i - self._lo]
+        other = int(self._best[i])
         if other < 0:
             return None
         ix = self.index
-        return Hit(other, self._score_list[i - self._lo]), ix.keys[other], ix.texts[other]
+        return Hit(other, float(self._score[i])), ix.keys[other], ix.texts[other]
 
     def admit(self, i: int, key: str) -> None:
         """Admit batch item i into the index (only the chain calls this, after accepting the task)."""
@@ -419,10 +416,8 @@ class RougeScan:
         if self._admits > _LIMIT:
             self._cut = True
             return
-        base, lo, hi = self.base, max(i + 1, self._lo), self._hi
-        if ix._reverse(slot, base + lo, base + hi, base, self._best, self._score):
-            self._best_list[lo - self._lo :] = self._best[lo:hi].tolist()
-            self._score_list[lo - self._lo :] = self._score[lo:hi].tolist()
+        base = self.base
+        ix._reverse(slot, base + max(i + 1, self._lo), base + self._hi, base, self._best, self._score)
 
     def _block(self, i: int) -> None:
         """Probe items i.. against the slots admitted now. A block cut short by too many admits is followed by
@@ -433,5 +428,3 @@ class RougeScan:
         self._admits, self._cut = 0, False
         lo, hi = self.base + i, self.base + self._hi
         self.index._probe(lo, hi, self._best[i : self._hi], self._score[i : self._hi])
-        self._best_list = self._best[i : self._hi].tolist()
-        self._score_list = self._score[i : self._hi].tolist()

@@ -21,22 +21,33 @@ import math
 import numpy as np
 from numba import njit
 
+from selfinstruct.filters.rouge import fmeasure
+
 _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 
 
+# rouge.fmeasure compiled: rouge-score's F, the same operations in the same order
+_fm = njit(cache=True, nogil=True)(fmeasure)
+
+
 @njit(cache=True, nogil=True)
-def _fm(lcs: int, a: int, b: int) -> float:
-    """`rouge.fmeasure(lcs, a, b)`: target length a, prediction length b, the same operations in order."""
-    if a == 0 or b == 0:
-        return 0.0
-    precision = lcs / b
-    recall = lcs / a
-    if precision + recall > 0:
-        return 2 * precision * recall / (precision + recall)
-    return 0.0
+def _mark(s: int, foff: np.ndarray, flat: np.ndarray, mark: np.ndarray, on: bool) -> None:
+    """Set (or clear) slot s's features in the per-feature marker."""
+    for q in range(foff[s], foff[s + 1]):
+        mark[flat[q]] = on
+
+
+@njit(cache=True, nogil=True)
+def _overlap(s: int, foff: np.ndarray, flat: np.ndarray, mark: np.ndarray) -> int:
+    """How many of slot s's features are marked: the multiset overlap with the marked text's tokens."""
+    n = 0
+    for q in range(foff[s], foff[s + 1]):
+        if mark[flat[q]]:
+            n += 1
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -295,8 +306,7 @@ def probe(
                 count[x] += 1
         if nt == 0:
             continue
-        for q in range(foff[y], foff[y + 1]):
-            mark[flat[q]] = True
+        _mark(y, foff, flat, mark, True)
         nc = 0
         for t in range(nt):
             x = touched[t]
@@ -306,10 +316,7 @@ def probe(
             nd = _need(level, a, b, eps)
             if nd > min(a, b) or c < min(k, nd):
                 continue
-            overlap = 0
-            for q in range(foff[x], foff[x + 1]):
-                if mark[flat[q]]:
-                    overlap += 1
+            overlap = _overlap(x, foff, flat, mark)
             if overlap < nd:
                 continue
             if nc == len(cand):
@@ -321,8 +328,7 @@ def probe(
             cand[nc] = x
             upper[nc] = _fm(overlap, a, b)  # LCS <= overlap, and F grows with LCS
             nc += 1
-        for q in range(foff[y], foff[y + 1]):
-            mark[flat[q]] = False
+        _mark(y, foff, flat, mark, False)
         if nc == 0:
             continue
         # Exact LCS, best upper bound first: a candidate whose bound cannot beat the best so far is skipped.
@@ -334,11 +340,7 @@ def probe(
             x = cand[e]
             if upper[e] < top or (upper[e] == top and x > top_x):
                 continue
-            b = lens[x]
-            lcs = _lcs(pm, pmrow, words, x, foff, tok)
-            if lcs < _need(level, a, b, eps):
-                continue
-            f = _fm(lcs, a, b)
+            f = _fm(_lcs(pm, pmrow, words, x, foff, tok), a, lens[x])
             if f >= level and (f > top or (f == top and x < top_x)):
                 top, top_x = f, x
         _forget(y, foff, tok, pmrow, pm)
@@ -364,18 +366,15 @@ def reverse(
     pmrow: np.ndarray,
     best: np.ndarray,
     score: np.ndarray,
-) -> bool:
+) -> None:
     """A newly admitted slot x against the probed slots y0..y1-1 (all after x): where x scores >= level and
     more than slot y's best so far (best[y - base], score[y - base]), x becomes it. x is the latest admitted
-    slot, so on a tie the earlier neighbour stays. The length bound and the multiset overlap go first.
-    Whether any slot's best changed."""
+    slot, so on a tie the earlier neighbour stays. The length bound and the multiset overlap go first."""
     b = lens[x]
     low, high = bmin[b], bmax[b]  # need is symmetric in a and b, so is the window
     if low > high:
-        return False
-    changed = False
-    for q in range(foff[x], foff[x + 1]):
-        mark[flat[q]] = True
+        return
+    _mark(x, foff, flat, mark, True)
     pm = np.zeros((b, (b + 63) // 64), np.uint64)
     built = False
     for y in range(y0, y1):
@@ -385,10 +384,7 @@ def reverse(
         nd = _need(level, a, b, eps)
         if nd > min(a, b):
             continue
-        overlap = 0
-        for q in range(foff[y], foff[y + 1]):
-            if mark[flat[q]]:
-                overlap += 1
+        overlap = _overlap(y, foff, flat, mark)
         if overlap < nd:
             continue
         now = score[y - base]
@@ -397,16 +393,10 @@ def reverse(
         if not built:
             pm = _pattern(x, foff, tok, pmrow, pm)
             built = True
-        lcs = _lcs(pm, pmrow, (b + 63) // 64, y, foff, tok)
-        if lcs < nd:
-            continue
-        f = _fm(lcs, a, b)
+        f = _fm(_lcs(pm, pmrow, (b + 63) // 64, y, foff, tok), a, b)
         if f >= level and f > now:
             best[y - base] = x
             score[y - base] = f
-            changed = True
-    for q in range(foff[x], foff[x + 1]):
-        mark[flat[q]] = False
+    _mark(x, foff, flat, mark, False)
     if built:
         _forget(x, foff, tok, pmrow, pm)
-    return changed

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from selfinstruct.filters.rouge import grown
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -33,25 +35,18 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _CLASS[_c] = _c + 32
 
 
-def _larger(a: np.ndarray, size: int) -> np.ndarray:
-    """A copy of `a` with room for at least `size` elements (twice its length if that is more)."""
-    out = np.zeros(max(size, 2 * len(a)), a.dtype)
-    out[: len(a)] = a
-    return out
-
-
 class Vocab:
     """Words and repeats seen so far; the arrays belong to the compiled `_encode`, which grows them."""
 
     def __init__(self) -> None:
-        self.cells = np.full(1 << 10, -1, np.int64)  # open addressing: token number per cell, -1 empty
-        self.hash = np.zeros(1 << 9, np.uint64)  # per token: its hash
+        # two open-addressing tables (keys, values; value -1 where empty): word hash -> token number (the
+        # word's bytes then compared), and (token << 32 | k) -> the feature id of the token's k-th repeat
+        self.wkeys, self.wvals = np.zeros(1 << 10, np.int64), np.full(1 << 10, -1, np.int32)
+        self.rkeys, self.rvals = np.zeros(1 << 10, np.int64), np.full(1 << 10, -1, np.int32)
         self.off = np.zeros((1 << 9) + 1, np.int64)  # per token: its bytes are data[off[t]:off[t + 1]]
         self.data = np.zeros(1 << 12, np.uint8)
         self.feature = np.zeros(1 << 9, np.int32)  # per token: the feature id of its first occurrence
         self.ntok = 0
-        self.rkeys = np.full(1 << 10, -1, np.int64)  # (token << 32 | k) per cell, -1 empty
-        self.rvals = np.zeros(1 << 10, np.int32)  # its feature id
         self.nrep = 0
         self.nf = 0  # feature ids in use
         self.count = np.zeros(1 << 9, np.int32)  # scratch: occurrences per token (zero between calls)
@@ -65,16 +60,16 @@ class Vocab:
         pieces = [t if t.isascii() else t.lower().encode("ascii", "replace").decode() for t in texts]
         buf = np.frombuffer("".join(pieces).encode(), np.uint8)
         ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        # a token takes a byte and ends at a non-word byte or at its text's end
-        most = at + len(buf) // 2 + len(texts) + 1
-        if len(tok) < most:
-            tok, feat = _larger(tok, most), _larger(feat, most)
+        # a token takes a byte and ends at a non-word byte or at its text's end; grown here, not in the compiled
+        # step: numpy's zeros leave the pages never written unmapped, numba's write them all
+        tok = grown(tok, at + len(buf) // 2 + len(texts) + 1)
+        feat = grown(feat, len(tok))
         out = _encode(
-            buf, ends, _CLASS, self.cells, self.hash, self.off, self.data, self.feature, self.ntok,
+            buf, ends, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
             self.rkeys, self.rvals, self.nrep, self.nf, self.count, tok, feat, at,
         )  # fmt: skip
         lens = out[0]
-        (self.cells, self.hash, self.off, self.data, self.feature, self.ntok) = out[1:7]
+        (self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok) = out[1:7]
         (self.rkeys, self.rvals, self.nrep, self.nf, self.count) = out[7:]
         return tok, feat, lens
 
@@ -84,50 +79,38 @@ class Vocab:
 
 
 @njit(cache=True, nogil=True)
-def _grow_i64(a: np.ndarray, size: int) -> np.ndarray:
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    """`a`, or a zero-padded copy at least twice as long when it cannot hold `size` elements."""
     if size <= len(a):
         return a
-    out = np.zeros(max(size, 2 * len(a)), np.int64)
+    out = np.zeros(max(size, 2 * len(a)), a.dtype)
     out[: len(a)] = a
     return out
 
 
 @njit(cache=True, nogil=True)
-def _grow_i32(a: np.ndarray, size: int) -> np.ndarray:
-    if size <= len(a):
-        return a
-    out = np.zeros(max(size, 2 * len(a)), np.int32)
-    out[: len(a)] = a
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _grow_u8(a: np.ndarray, size: int) -> np.ndarray:
-    if size <= len(a):
-        return a
-    out = np.zeros(max(size, 2 * len(a)), np.uint8)
-    out[: len(a)] = a
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _grow_u64(a: np.ndarray, size: int) -> np.ndarray:
-    if size <= len(a):
-        return a
-    out = np.zeros(max(size, 2 * len(a)), np.uint64)
-    out[: len(a)] = a
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _cell(h: np.uint64, mask: int) -> int:
-    """Cell of a hash in a table of mask + 1 cells (Fibonacci hashing: the top bits of h * golden)."""
-    return int((h * _GOLDEN) >> np.uint64(32)) & mask
-
-
-@njit(cache=True, nogil=True)
-def _rcell(key: int, mask: int) -> int:
+def _cell(key: int, mask: int) -> int:
+    """Cell of an int64 key in a table of mask + 1 cells (Fibonacci hashing: the top bits of key * golden)."""
     return int((np.uint64(key) * _GOLDEN) >> np.uint64(32)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _rehash(keys: np.ndarray, vals: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray]:
+    """An open-addressing table (int64 keys, int32 values, -1 where empty) that holds `used` entries at most
+    half full: the one given, or a larger copy (a power of two) with every entry placed again."""
+    if 2 * used <= len(keys):
+        return keys, vals
+    m = len(keys)
+    while m < 2 * used:
+        m *= 2
+    grown_keys, grown_vals = np.zeros(m, np.int64), np.full(m, -1, np.int32)
+    for e in range(len(keys)):
+        if vals[e] >= 0:
+            c = _cell(keys[e], m - 1)
+            while grown_vals[c] >= 0:
+                c = (c + 1) & (m - 1)
+            grown_keys[c], grown_vals[c] = keys[e], vals[e]
+    return grown_keys, grown_vals
 
 
 # Bytes per chunk: tables are grown between chunks, never inside the hot loop (an array reassigned in a
@@ -136,46 +119,9 @@ _CHUNK = 1 << 13
 
 
 @njit(cache=True, nogil=True)
-def _rehash(cells: np.ndarray, thash: np.ndarray, ntok: int, size: int) -> np.ndarray:
-    """`cells` with at least `size` cells, every token placed again (a power of two)."""
-    if size <= len(cells):
-        return cells
-    m = len(cells)
-    while m < size:
-        m *= 2
-    cells = np.full(m, -1, np.int64)
-    mask = m - 1
-    for u in range(ntok):
-        c = _cell(thash[u], mask)
-        while cells[c] >= 0:
-            c = (c + 1) & mask
-        cells[c] = u
-    return cells
-
-
-@njit(cache=True, nogil=True)
-def _rrehash(rkeys: np.ndarray, rvals: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    if size <= len(rkeys):
-        return rkeys, rvals
-    m = len(rkeys)
-    while m < size:
-        m *= 2
-    keys, vals = np.full(m, -1, np.int64), np.zeros(m, np.int32)
-    mask = m - 1
-    for e in range(len(rkeys)):
-        if rkeys[e] >= 0:
-            c = _rcell(rkeys[e], mask)
-            while keys[c] >= 0:
-                c = (c + 1) & mask
-            keys[c] = rkeys[e]
-            vals[c] = rvals[e]
-    return keys, vals
-
-
-@njit(cache=True, nogil=True)
 def _encode(
-    buf, ends, cls, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
-):  # noqa: ANN001, E501
+    buf, ends, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
+):  # noqa: ANN001
     """Tokens and features of the texts ending at `ends` in `buf` into tok/feat from `at` (long enough),
     growing the tables it is given (module doc)."""
     n_texts = len(ends)
@@ -187,19 +133,18 @@ def _encode(
         while j < n_texts and ends[j] - start <= _CHUNK:
             j += 1
         room = (ends[j - 1] - start) // 2 + (j - i) + 1  # its tokens, so its new words or repeats, at most
-        thash = _grow_u64(thash, ntok + room)
-        toff = _grow_i64(toff, ntok + room + 1)
-        tfeat = _grow_i32(tfeat, ntok + room)
-        count = _grow_i32(count, ntok + room)
-        data = _grow_u8(data, toff[ntok] + 2 * room)
-        cells = _rehash(cells, thash, ntok, 2 * (ntok + room))
-        rkeys, rvals = _rrehash(rkeys, rvals, 2 * (nrep + room))
+        toff = _grow(toff, ntok + room + 1)
+        tfeat = _grow(tfeat, ntok + room)
+        count = _grow(count, ntok + room)
+        data = _grow(data, toff[ntok] + 2 * room)
+        wkeys, wvals = _rehash(wkeys, wvals, ntok + room)
+        rkeys, rvals = _rehash(rkeys, rvals, nrep + room)
         n, ntok, nrep, nf = _chunk(
-            buf, ends, i, j, cls, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
+            buf, ends, i, j, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
             feat, lens, n,
         )  # fmt: skip
         i = j
-    return lens, cells, thash, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count
+    return lens, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count
 
 
 @njit(cache=True, nogil=True)
@@ -209,8 +154,8 @@ def _chunk(
     i0,
     i1,
     cls,
-    cells,
-    thash,
+    wkeys,
+    wvals,
     toff,
     data,
     tfeat,
@@ -224,9 +169,9 @@ def _chunk(
     feat,
     lens,
     n,
-):  # noqa: ANN001, E501
+):  # noqa: ANN001
     """Texts i0..i1-1 into tok/feat/lens from position n; the tables have room for all their words."""
-    cmask = len(cells) - 1
+    wmask = len(wkeys) - 1
     rmask = len(rkeys) - 1
     for i in range(i0, i1):
         p = ends[i - 1] if i else 0
@@ -242,11 +187,12 @@ def _chunk(
                 h = (h ^ np.uint64(cls[buf[q]])) * _FNV_PRIME
                 q += 1
             # find the word: equal hash, then equal bytes
-            c = _cell(h, cmask)
+            key = np.int64(h)
+            c = _cell(key, wmask)
             t = -1
-            while cells[c] >= 0:
-                u = cells[c]
-                if thash[u] == h and toff[u + 1] - toff[u] == q - p:
+            while wvals[c] >= 0:
+                u = wvals[c]
+                if wkeys[c] == key and toff[u + 1] - toff[u] == q - p:
                     base = toff[u]
                     same = True
                     for e in range(q - p):
@@ -256,7 +202,7 @@ def _chunk(
                     if same:
                         t = u
                         break
-                c = (c + 1) & cmask
+                c = (c + 1) & wmask
             if t < 0:  # a new word
                 t = ntok
                 ntok += 1
@@ -264,10 +210,9 @@ def _chunk(
                 for e in range(q - p):
                     data[base + e] = cls[buf[p + e]]
                 toff[t + 1] = base + q - p
-                thash[t] = h
                 tfeat[t] = nf
                 nf += 1
-                cells[c] = t
+                wkeys[c], wvals[c] = key, t
             tok[n] = t
             n += 1
             p = q
@@ -280,12 +225,11 @@ def _chunk(
                 feat[e] = tfeat[t]
                 continue
             key = (np.int64(t) << 32) | k
-            c = _rcell(key, rmask)
-            while rkeys[c] >= 0 and rkeys[c] != key:
+            c = _cell(key, rmask)
+            while rvals[c] >= 0 and rkeys[c] != key:
                 c = (c + 1) & rmask
-            if rkeys[c] < 0:
-                rkeys[c] = key
-                rvals[c] = nf
+            if rvals[c] < 0:
+                rkeys[c], rvals[c] = key, nf
                 nf += 1
                 nrep += 1
             feat[e] = rvals[c]

@@ -111,13 +111,13 @@ def fake_openai():
         f.close()
 
 
-def _chat(text: str, *, system: str | None = None, **sampling) -> Request:
+def _chat(text: str, *, system: str | None = None, id: str | None = None, **sampling) -> Request:
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-    return Request(id=text, messages=tuple(msgs), sampling=Sampling(**sampling))
+    return Request(id=id or text, messages=tuple(msgs), sampling=Sampling(**sampling))
 
 
 @pytest.fixture
 def chat():
-    """`chat(text, system=None, **sampling)`: a one-turn chat Request whose id is its text. A fixture, not an
-    import: `from conftest import ...` picks whichever conftest pytest loaded last."""
+    """`chat(text, system=None, id=None, **sampling)`: a one-turn chat Request whose id is its text unless
+    given. A fixture, not an import: `from conftest import ...` picks whichever conftest pytest loaded last."""
     return _chat

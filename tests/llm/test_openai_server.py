@@ -146,8 +146,11 @@ def test_choice_reaches_the_server_as_structured_outputs(served, chat):
     backend = OpenAIBackend(served.model_name, base_urls=served.base_url)
     prompt = "Which answer is better, A or B? Explain at length."
     free, held = backend.generate(
-        [chat(prompt, temperature=0.0, max_tokens=8), chat(prompt, temperature=0.0, max_tokens=8, choice=("A", "B", "tie")).model_copy(update={"id": "held"})]
-    )  # fmt: skip
+        [
+            chat(prompt, temperature=0.0, max_tokens=8),
+            chat(prompt, id="held", temperature=0.0, max_tokens=8, choice=("A", "B", "tie")),
+        ]
+    )
     assert free.ok and free.text not in ("A", "B", "tie")  # left alone, the model talks
     assert held.ok and held.text in ("A", "B", "tie"), (held.error, held.text)
 

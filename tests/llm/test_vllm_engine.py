@@ -108,9 +108,7 @@ def test_choice_holds_the_completion_to_one_of_the_strings(vllm_backend, chat):
     free, held = vllm_backend.generate(
         [
             chat(CHOICE_PROMPT, temperature=0.0, max_tokens=8),
-            chat(CHOICE_PROMPT, temperature=0.0, max_tokens=8, choice=("A", "B", "tie")).model_copy(
-                update={"id": "held"}
-            ),
+            chat(CHOICE_PROMPT, id="held", temperature=0.0, max_tokens=8, choice=("A", "B", "tie")),
         ]
     )
     assert free.text not in ("A", "B", "tie")  # left alone, the model talks
