@@ -357,7 +357,7 @@ def one(kind: str, n: int) -> None:
     print(json.dumps({"kept": len(kept), "wall": wall, "cpu": cpu, "rss_mib": rss}))
 
 
-if __name__ == "__main__":
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=["a", "b", "c", "d", "e"], action="append")
     ap.add_argument("--sizes", default="50000,100000,250000,500000,1000000")
@@ -367,7 +367,7 @@ if __name__ == "__main__":
     args = ap.parse_args()
     if args.one:
         one(args.one[0], int(args.one[1]))
-        raise SystemExit
+        return
     parts = args.part or ["a", "b", "c", "d"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python "
           f"{platform.python_version()}")  # fmt: skip
@@ -376,3 +376,10 @@ if __name__ == "__main__":
             part_e([int(x) for x in args.sizes.split(",")], args.budget, tuple(args.kinds.split(",")))
         else:
             {"a": part_a, "b": part_b, "c": part_c, "d": part_d}[p]()
+
+
+if __name__ == "__main__":
+    from selfinstruct.signals import script_boundary
+
+    with script_boundary():  # SIGINT/SIGTERM: clean stop, no part-e run left behind
+        main()
