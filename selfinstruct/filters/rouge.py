@@ -39,6 +39,10 @@ text's prefix, walks the posting lists (each feature's slots by ascending length
 binary searches), counts shared prefix features per admitted slot, checks the bounds and the overlap of each
 touched pair and scores what is left.
 
+An exact repeat of an earlier text (a small model's commonest output) copies that text's tokens and starts
+from its decided best neighbour: an admitted original is itself the best at 1.0 (unless it had an equal
+earlier one), and a rejected one leaves only the texts admitted after it to compare.
+
 The rarity order only affects speed, never results; it is recomputed from document frequencies whenever the
 number of texts has doubled. This module knows nothing of tasks or rejects: it maps keys and texts to scores.
 """
@@ -142,6 +146,7 @@ class RougeIndex:
         self.texts: list[str] = []  # per slot
         self._alive = bytearray()  # per slot: 1 once admitted
         self._log: list[int] = []  # admitted slots, in the order they were admitted
+        self._last_alive = -1  # the latest admitted slot
         self._lens = np.zeros(1024, np.int64)  # per slot: token count
         # tokens of slot s (token numbers, in text order) are _tok[_foff[s]:_foff[s + 1]], its features
         # _flat[same]; a token's k-th occurrence in a text is its own feature, so a text's features are a
@@ -153,6 +158,12 @@ class RougeIndex:
         from selfinstruct.filters.rouge_tokens import Vocab
 
         self._vocab: Vocab = Vocab()
+        self._seen: dict[str, int] = {}  # text -> its first slot
+        self._same = np.full(1024, -1, np.int64)  # per slot: the first slot with its text, if earlier, or -1
+        # per slot, once its scan has decided it: its best neighbour (-1 if none reaches the level; -2 while not
+        # known) and score, so an exact repeat starts from them (rouge_prefix.probe)
+        self._dbest = np.full(1024, -2, np.int64)
+        self._dscore = np.zeros(1024)
         self._rank = np.zeros(1024, np.int64)  # feature id -> position in the rarity order (rare first)
         self._next_new_rank = -1  # features first seen after ordering count as rarer than all others
         self._ordered_for = 0  # number of slots the order was computed from
@@ -218,7 +229,12 @@ class RougeIndex:
 
     def _encode(self, base: int, end: int) -> None:
         nf0, start = self._vocab.nf, int(self._foff[base])
-        self._tok, self._flat, lens = self._vocab.encode(self.texts[base:end], self._tok, self._flat, start)
+        texts, slots = self.texts[base:end], np.arange(base, end)
+        same = np.fromiter(map(self._seen.setdefault, texts, range(base, end)), np.int64, end - base)
+        same[same == slots] = -1
+        # a repeat of an earlier text of this batch copies its tokens
+        local = np.where(same >= base, same - base, -1)
+        self._tok, self._flat, lens = self._vocab.encode(texts, self._tok, self._flat, start, local)
         nf = self._vocab.nf
         if nf > nf0:
             self._rank = grown(self._rank, nf)
@@ -229,7 +245,11 @@ class RougeIndex:
         self._count = grown(self._count, end)
         self._lens = grown(self._lens, end)
         self._foff = grown(self._foff, end + 1)
+        self._same = grown(self._same, end, -1)
+        self._dbest = grown(self._dbest, end, -2)
+        self._dscore = grown(self._dscore, end)
         self._lens[base:end] = lens
+        self._same[base:end] = same
         self._foff[base + 1 : end + 1] = start + np.cumsum(lens)
         self._synced = end
 
@@ -286,9 +306,11 @@ class RougeIndex:
         self._alive[slot] = 1
         self.keys[slot] = key
         self._log.append(slot)
+        self._last_alive = max(self._last_alive, slot)
 
     def _close(self) -> None:
         if self._open is not None:
+            self._open.finish()
             self._open.closed = True
             self._open = None
 
@@ -357,7 +379,8 @@ class RougeIndex:
         probe(
             lo, hi, self._plen, self._rank, shift, *big, self._jhead, self._jnext, self._pslot, self._lens,
             self._flat, self._foff, self._tok, self._bmin, self._bmax, float(self.level), _K, _EPS, self._mark,
-            self._count, self._pmrow, best, score,
+            self._count, self._pmrow, self._same, np.frombuffer(self._alive, np.uint8), self._last_alive,
+            self._dbest, self._dscore, best, score,
         )  # fmt: skip
 
     def _reverse(self, x: int, lo: int, hi: int, base: int, best: np.ndarray, score: np.ndarray) -> None:
@@ -391,18 +414,20 @@ class RougeScan:
         self._admits = 0  # items admitted within the current block
         self._cut = False  # the current block had too many admits; the next item starts a new one
         self._size = min(n, _CHUNK)  # the next block's size
+        self._asked = -1  # the latest item asked about
 
     def best(self, i: int) -> tuple[Hit, str, str] | None:
         """Item i's best neighbour among the pool and the batch items admitted so far: (hit, key, text)."""
-        if self.closed:
-            raise RuntimeError("this scan was closed by a later add or scan")
-        if self._cut or not self._lo <= i < self._hi:
+        if self._cut or not self._lo <= i < self._hi or self.closed:
+            if self.closed:
+                raise RuntimeError("this scan was closed by a later add or scan")
             self._block(i)
-        other = int(self._best[i])
+        self._asked = i
+        other = self._best.item(i)
         if other < 0:
             return None
         ix = self.index
-        return Hit(other, float(self._score[i])), ix.keys[other], ix.texts[other]
+        return Hit(other, self._score.item(i)), ix.keys[other], ix.texts[other]
 
     def admit(self, i: int, key: str) -> None:
         """Admit batch item i into the index (only the chain calls this, after accepting the task)."""
@@ -419,9 +444,18 @@ class RougeScan:
         base = self.base
         ix._reverse(slot, base + max(i + 1, self._lo), base + self._hi, base, self._best, self._score)
 
+    def finish(self) -> None:
+        """Record the current block's decided items in the index (their rows are final: every admit before
+        them has been compared with them), for exact repeats to start from."""
+        lo, upto = self._lo, self._asked + 1
+        if upto > lo:
+            self.index._dbest[self.base + lo : self.base + upto] = self._best[lo:upto]
+            self.index._dscore[self.base + lo : self.base + upto] = self._score[lo:upto]
+
     def _block(self, i: int) -> None:
         """Probe items i.. against the slots admitted now. A block cut short by too many admits is followed by
         one as long as it lasted; one that ran out is followed by one twice as long."""
+        self.finish()
         if self._hi > self._lo:
             self._size = max(1, i - self._lo) if self._cut else min(_CHUNK, 2 * self._size)
         self._lo, self._hi = i, min(self.n, i + self._size)

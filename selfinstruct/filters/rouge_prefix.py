@@ -217,17 +217,27 @@ def probe(
     mark: np.ndarray,
     count: np.ndarray,
     pmrow: np.ndarray,
+    same: np.ndarray,
+    alive: np.ndarray,
+    last_alive: int,
+    dbest: np.ndarray,
+    dscore: np.ndarray,
     best: np.ndarray,
     score: np.ndarray,
 ) -> None:
     """Row r (slot lo + r): its best admitted slot x < lo + r scoring >= level into best[r] and score[r]
-    (ties: the smallest x; -1 and -1.0 if none).
+    (ties: the smallest x; -1 and -1.0 if none). Every admitted slot is below lo; the latest is last_alive.
 
     A row probes with its plen[a] rarest features (`rank + shift`, non-negative and below 2**31: position in
     the rarity order), rarest first; or, when the posting lists of all its features are short (few admitted
     texts, as on a near-copy stream), with all its features in any order, which skips the sort and is just as
     exact (they hold its prefix, so a pair shares at least as many; whether the lists are short is judged by
-    the cached ones). The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
+    the cached ones).
+
+    A row whose text repeats slot s = same[y] exactly starts from what s found: a row of this block copies its
+    result (same admitted slots); an admitted s scores 1.0, so it is the best unless s's own best (dbest[s],
+    dscore[s], known once s was decided) scored 1.0 and is earlier; a rejected s leaves only the slots admitted
+    after it to compare, none when last_alive < s. The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
     (each feature's slots in ascending length ilen) and the recent entries, chained per feature (jhead[f],
     then jnext[e], entry e being slot pslot[e]); a slot's prefix lies wholly in one of them. A partner of a
     length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool per feature), `count`
@@ -247,6 +257,22 @@ def probe(
         p = plen[a]
         if p == 0:
             continue
+        after = -1  # only admitted slots x > after are compared
+        s = same[y]
+        if s >= lo:
+            best[r], score[r] = best[s - lo], score[s - lo]
+            continue
+        if s >= 0 and dbest[s] >= -1:
+            if alive[s]:
+                if dbest[s] < 0 or dscore[s] < 1.0:
+                    best[r], score[r] = s, 1.0
+                else:
+                    best[r], score[r] = dbest[s], dscore[s]
+                continue
+            best[r], score[r] = dbest[s], dscore[s]
+            if last_alive < s:
+                continue
+            after = s
         # All its features when their posting lists are short, else its sorted prefix.
         if a > len(keys):
             keys = np.empty(2 * a, np.int64)
@@ -291,7 +317,7 @@ def probe(
                 else:
                     x = pslot[chain]
                     chain = jnext[chain]
-                if x >= y:
+                if x >= y or x <= after:
                     continue
                 b = lens[x]
                 if b < low or b > high:
@@ -334,7 +360,7 @@ def probe(
         # Exact LCS, best upper bound first: a candidate whose bound cannot beat the best so far is skipped.
         pm = _pattern(y, foff, tok, pmrow, pm)
         words = (a + 63) // 64
-        top, top_x = -1.0, -1
+        top, top_x = score[r], best[r]
         order = np.argsort(-upper[:nc]) if nc > 1 else np.zeros(1, np.int64)
         for e in order:
             x = cand[e]

@@ -5,9 +5,10 @@ object and one dict lookup per token, then a sort to number repeats). Here one c
 finds the runs of [a-z0-9], looks each word up in a hash table that keeps its bytes (so a hash collision is
 resolved by comparing them, never by guessing), and numbers repeats with a per-token counter.
 
-The buffer holds each text lowercased by Python when it is not ASCII (`str.lower` is rouge-score's first
-step, and lowering "İ" or the Kelvin sign yields ASCII letters) and as it is when it is (lowering ASCII is
-A-Z to a-z, done here); every character left outside ASCII becomes "?", which is not in [a-z0-9]. Texts are
+The buffer holds each text's UTF-8 bytes (lone surrogates passed through): A-Z is lowered here, and every
+byte of a character outside ASCII is >= 0x80, which is not in [a-z0-9]. `str.lower`, rouge-score's first step,
+runs only on a text holding one of the two characters it turns into ASCII letters ("İ", the Kelvin sign);
+lowering every text outside ASCII cost more than encoding it on text with curly quotes. Texts are
 cut by their end offsets, never by a separator character, so any text, NUL bytes included, tokenizes alone.
 
 Ids: a word gets a token number (dense, in order of first sight) and a feature id, and the k-th repeat of a
@@ -27,12 +28,20 @@ from selfinstruct.filters.rouge import grown
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_TOP = np.uint64(1 << 63)
 # byte -> itself for [a-z0-9], its lowercase for [A-Z], 0 for every other byte
 _CLASS = np.zeros(256, np.uint8)
 for _c in b"abcdefghijklmnopqrstuvwxyz0123456789":
     _CLASS[_c] = _c
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _CLASS[_c] = _c + 32
+
+
+# The only characters outside ASCII whose lowercase holds one in [a-z0-9] ("İ" -> "i" + a combining dot, the
+# Kelvin sign -> "k"); tests/filters checks this against every code point with this Python's str.lower. Any
+# other text's UTF-8 bytes tokenize as its lowercase does: A-Z is lowered by `_CLASS`, and every byte of a
+# character outside ASCII is >= 0x80, a separator, as that character's lowercase is.
+LOWERS_TO_ASCII = "\u0130\u212a"
 
 
 class Vocab:
@@ -52,20 +61,36 @@ class Vocab:
         self.count = np.zeros(1 << 9, np.int32)  # scratch: occurrences per token (zero between calls)
 
     def encode(
-        self, texts: Sequence[str], tok: np.ndarray, feat: np.ndarray, at: int
+        self,
+        texts: Sequence[str],
+        tok: np.ndarray,
+        feat: np.ndarray,
+        at: int,
+        same: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The texts' token numbers and feature ids, in text order, written into tok/feat (int32) from
         position `at` on: (tok, feat, token count per text), the arrays grown (copied) when they could be too
-        short. Writing in place spares a copy of every token and the page faults of fresh arrays."""
-        pieces = [t if t.isascii() else t.lower().encode("ascii", "replace").decode() for t in texts]
-        buf = np.frombuffer("".join(pieces).encode(), np.uint8)
+        short. Writing in place spares a copy of every token and the page faults of fresh arrays.
+
+        `same[i]`, if given, is j < i where texts[j] == texts[i] (-1 if none): text i's tokens are copied."""
+        if same is None:
+            same = np.full(len(texts), -1, np.int64)
+        dotted_i, kelvin = LOWERS_TO_ASCII
+        pieces = [
+            t.encode("utf-8", "surrogatepass")
+            if t.isascii() or (dotted_i not in t and kelvin not in t)
+            else t.lower().encode("utf-8", "surrogatepass")
+            for t in texts
+        ]
+        buf = np.frombuffer(b"".join(pieces), np.uint8)
         ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        # a token takes a byte and ends at a non-word byte or at its text's end; grown here, not in the compiled
-        # step: numpy's zeros leave the pages never written unmapped, numba's write them all
+        # a token takes a byte and ends at a non-word byte or at its text's end (a copy has its text's bytes);
+        # grown here, not in the compiled step: numpy's zeros leave the pages never written unmapped, numba's
+        # write them all
         tok = grown(tok, at + len(buf) // 2 + len(texts) + 1)
         feat = grown(feat, len(tok))
         out = _encode(
-            buf, ends, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
+            buf, ends, same, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
             self.rkeys, self.rvals, self.nrep, self.nf, self.count, tok, feat, at,
         )  # fmt: skip
         lens = out[0]
@@ -120,12 +145,13 @@ _CHUNK = 1 << 13
 
 @njit(cache=True, nogil=True)
 def _encode(
-    buf, ends, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
+    buf, ends, same, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
 ):  # noqa: ANN001
     """Tokens and features of the texts ending at `ends` in `buf` into tok/feat from `at` (long enough),
     growing the tables it is given (module doc)."""
     n_texts = len(ends)
     lens = np.zeros(n_texts, np.int64)
+    starts = np.zeros(n_texts, np.int64)
     n, i = at, 0
     while i < n_texts:
         start = ends[i - 1] if i else 0
@@ -140,8 +166,8 @@ def _encode(
         wkeys, wvals = _rehash(wkeys, wvals, ntok + room)
         rkeys, rvals = _rehash(rkeys, rvals, nrep + room)
         n, ntok, nrep, nf = _chunk(
-            buf, ends, i, j, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
-            feat, lens, n,
+            buf, ends, same, i, j, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
+            feat, starts, lens, n,
         )  # fmt: skip
         i = j
     return lens, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count
@@ -151,6 +177,7 @@ def _encode(
 def _chunk(
     buf,
     ends,
+    same,
     i0,
     i1,
     cls,
@@ -167,6 +194,7 @@ def _chunk(
     count,
     tok,
     feat,
+    starts,
     lens,
     n,
 ):  # noqa: ANN001
@@ -174,32 +202,53 @@ def _chunk(
     wmask = len(wkeys) - 1
     rmask = len(rkeys) - 1
     for i in range(i0, i1):
+        first = n
+        if same[i] >= 0:  # an exact repeat of an earlier text: its tokens and features, copied
+            j = same[i]
+            m = lens[j]
+            src = starts[j]
+            for e in range(m):
+                tok[n + e] = tok[src + e]
+                feat[n + e] = feat[src + e]
+            n += m
+            starts[i], lens[i] = first, m
+            continue
         p = ends[i - 1] if i else 0
         end = ends[i]
-        first = n
         while p < end:
             if cls[buf[p]] == 0:
                 p += 1
                 continue
+            # a word of at most 8 bytes is its own key: its bytes, packed (all nonzero and below 0x80, so the
+            # top bit stays 0); a longer one is keyed by its hash with the top bit set, and its bytes compared
             q = p
-            h = _FNV_OFFSET
+            packed = np.uint64(0)
             while q < end and cls[buf[q]] != 0:
-                h = (h ^ np.uint64(cls[buf[q]])) * _FNV_PRIME
+                packed = (packed << np.uint64(8)) | np.uint64(cls[buf[q]])
                 q += 1
-            # find the word: equal hash, then equal bytes
-            key = np.int64(h)
+            short = q - p <= 8
+            if short:
+                key = np.int64(packed)
+            else:
+                h = _FNV_OFFSET
+                for e in range(p, q):
+                    h = (h ^ np.uint64(cls[buf[e]])) * _FNV_PRIME
+                key = np.int64(h | _TOP)
             c = _cell(key, wmask)
             t = -1
             while wvals[c] >= 0:
                 u = wvals[c]
+                if wkeys[c] == key and short:
+                    t = u
+                    break
                 if wkeys[c] == key and toff[u + 1] - toff[u] == q - p:
                     base = toff[u]
-                    same = True
+                    equal = True
                     for e in range(q - p):
                         if data[base + e] != cls[buf[p + e]]:
-                            same = False
+                            equal = False
                             break
-                    if same:
+                    if equal:
                         t = u
                         break
                 c = (c + 1) & wmask
@@ -235,5 +284,5 @@ def _chunk(
             feat[e] = rvals[c]
         for e in range(first, n):
             count[tok[e]] = 0
-        lens[i] = n - first
+        starts[i], lens[i] = first, n - first
     return n, ntok, nrep, nf

@@ -8,19 +8,20 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer, scoring
 
 from selfinstruct.filters import rouge
 from selfinstruct.filters.rouge import RougeIndex, fmeasure, rouge_l, tokenize
-from selfinstruct.filters.rouge_tokens import Vocab
+from selfinstruct.filters.rouge_tokens import LOWERS_TO_ASCII, Vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,6 +170,17 @@ def test_compiled_tokens_are_rouge_scores(batch):
     assert len(set(words)) == len(words)
 
 
+def test_only_the_named_characters_lower_to_ascii_words():
+    """The compiled tokenizer lowers A-Z itself and runs `str.lower` only on texts holding LOWERS_TO_ASCII;
+    every other character outside ASCII must lower to characters outside [a-z0-9]."""
+    found = [
+        c
+        for c in map(chr, range(0x80, sys.maxunicode + 1))
+        if not 0xD800 <= ord(c) < 0xE000 and re.search("[a-z0-9]", c.lower())
+    ]
+    assert "".join(found) == LOWERS_TO_ASCII
+
+
 def test_compiled_steps_stay_in_bounds(tmp_path):
     """numba does not check array bounds: a write past an array's end corrupts memory without an error (a
     batch of one-letter texts once overran the token buffer). A fresh interpreter compiles every step with
@@ -192,6 +204,52 @@ def test_compiled_steps_stay_in_bounds(tmp_path):
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+# Texts that repeat, exactly or with the same tokens ("the cat sat" and "The cat, sat!" score 1.0).
+REPEATS = [
+    "the cat sat",
+    "The cat, sat!",
+    "the cat sat down",
+    "a dog",
+    "A dog.",
+    "the dog sat",
+    "sat cat",
+    "",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(REPEATS), min_size=1, max_size=30),
+    st.lists(st.booleans(), min_size=30, max_size=30),
+    st.integers(1, 8),
+    st.sampled_from([0.5, 0.7, 1.0]),
+)
+# a kept repeat's first slot scored 1.0 against an earlier text: that earlier one is the best
+@example(["the cat sat", "The cat, sat!", "The cat, sat!"], [True] * 30, 1, 1.0)
+# a rejected text (F 0.6 with the first) and its repeat, which scores more (0.727) with a text admitted between
+@example(["a b c", "a b c x y z w", "x y z w", "a b c x y z w"], [True] * 30, 1, 0.5)
+def test_exact_repeats_find_rouge_scores_best_neighbour(stream, asked, step, threshold):
+    """An exact repeat starts from what its text's first slot found (rouge_prefix.probe): admitted, rejected,
+    decided in an earlier scan or block, or never asked about (a caller skips items another filter rejects).
+    Each asked item's evidence is rouge-score's best admitted neighbour, ties to the earliest."""
+    index, admitted = RougeIndex(threshold), []
+    for start in range(0, len(stream), step):
+        scan = index.scan(stream[start : start + step])
+        for i, text in enumerate(stream[start : start + step], start):
+            if not asked[i]:
+                continue
+            scores = [(SCORER.score(text, stream[j])["rougeL"].fmeasure, -j) for j in admitted]
+            top, j = max(scores, default=(-1.0, 0))
+            best = scan.best(i - start)
+            if top >= threshold:
+                assert best is not None and (best[1], best[0].score) == (str(-j), top), (i, best, top, -j)
+            else:
+                assert best is None, (i, best)
+            if top <= threshold:
+                scan.admit(i - start, str(i))
+                admitted.append(i)
 
 
 def test_texts_holding_the_batch_separator_tokenize_alone():
