@@ -292,6 +292,7 @@ def part_d(prefix: int = 5_000) -> None:
     records = external_records()
     near = near_duplicates(records=records)
     near_long = near_duplicates(records=records, words=240)
+    near_short = near_duplicates(records=records, words=8)
     grown = realistic_instructions(records=records)
     print("\n(d) our index vs the unpruned exact check (rapidfuzz LCS per pair against every kept text,")
     print("    first reject stops; both tokenize each text once; cpu seconds, median of 3 for ours)")
@@ -303,6 +304,8 @@ def part_d(prefix: int = 5_000) -> None:
     for name, texts in [
         ("near-duplicate stream (issue-12 shape)", near),
         ("near-duplicate stream, 240-word templates", near_long),
+        ("near-duplicate stream, 8-word templates", near_short),
+        ("one instruction, repeated", [grown[0]] * len(near)),
         (f"50K realistic, first {prefix:,}", grown[:prefix]),
     ]:
         (ref, pairs), _, ref_cpu = timed(unpruned, texts)

@@ -172,14 +172,40 @@ def _last_fit(level: float, a: int, low: int, high: int, most: int, eps: float) 
     return lo
 
 
+@njit(cache=True, nogil=True)
 def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) -> tuple[np.ndarray, ...]:
     """Prefix entries (slot, feature) as feature -> slots, each feature's slots in ascending length (so a
-    probe binary-searches the lengths a partner may have): (indptr, slots, their lengths)."""
-    ln = lens[pslot]
-    order = np.argsort(pfeat.astype(np.int64) * (int(ln.max(initial=0)) + 1) + ln, kind="stable")
+    probe binary-searches the lengths a partner may have): (indptr, slots, their lengths). Two counting
+    sorts, by length and then stably by feature: linear, where numpy's stable argsort of a combined key cost
+    half of 50K instructions' time."""
+    n = len(pslot)
+    longest = 0
+    for e in range(n):
+        longest = max(longest, lens[pslot[e]])
+    at = np.zeros(longest + 2, np.int64)
+    for e in range(n):
+        at[lens[pslot[e]] + 1] += 1
+    for b in range(longest + 1):
+        at[b + 1] += at[b]
+    by_length = np.empty(n, np.int64)
+    for e in range(n):
+        b = lens[pslot[e]]
+        by_length[at[b]] = e
+        at[b] += 1
     indptr = np.zeros(nf + 1, np.int64)
-    np.cumsum(np.bincount(pfeat, minlength=nf), out=indptr[1:])
-    return indptr, pslot[order], ln[order]
+    for e in range(n):
+        indptr[pfeat[e] + 1] += 1
+    for f in range(nf):
+        indptr[f + 1] += indptr[f]
+    fill = indptr[:nf].copy()
+    slots = np.empty(n, pslot.dtype)
+    lengths = np.empty(n, lens.dtype)
+    for e in by_length:
+        f = pfeat[e]
+        slots[fill[f]] = pslot[e]
+        lengths[fill[f]] = lens[pslot[e]]
+        fill[f] += 1
+    return indptr, slots, lengths
 
 
 @njit(cache=True, nogil=True)
