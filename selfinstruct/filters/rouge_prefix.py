@@ -368,6 +368,10 @@ def probe(
             nd = _need(level, a, b, eps)
             if nd > min(a, b) or c < min(k, nd):
                 continue
+            # probing with all its features, c is exactly how many of x's indexed ones y holds, and x has
+            # b - plen[b] others: the overlap is at most their sum
+            if whole and c + b - plen[b] < nd:
+                continue
             overlap = _overlap(x, foff, flat, mark)
             if overlap < nd:
                 continue
