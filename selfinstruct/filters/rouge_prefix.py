@@ -258,16 +258,16 @@ def probe(
     the rarity order), rarest first; or, when the posting lists of all its features are short (few admitted
     texts, as on a near-copy stream), with all its features in any order, which skips the sort and is just as
     exact (they hold its prefix, so a pair shares at least as many; whether the lists are short is judged by
-    the cached ones).
-
-    A row whose text repeats slot s = same[y] exactly starts from what s found: a row of this block copies its
-    result (same admitted slots); an admitted s scores 1.0, so it is the best unless s's own best (dbest[s],
-    dscore[s], known once s was decided) scored 1.0 and is earlier; a rejected s leaves only the slots admitted
-    after it to compare, none when last_alive < s. The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
+    the cached ones). The admitted prefixes are in two posting structures, feature -> slots: iptr/islot
     (each feature's slots in ascending length ilen) and the recent entries, chained per feature (jhead[f],
     then jnext[e], entry e being slot pslot[e]); a slot's prefix lies wholly in one of them. A partner of a
     length-a text has a length in [bmin[a], bmax[a]] (the length bound). `mark` (bool per feature), `count`
     (int32 per slot) and `pmrow` (-1 per token) are left as they were found.
+
+    A row whose text repeats slot s = same[y] exactly starts from what s found: a row of this block copies its
+    result (same admitted slots); an admitted s scores 1.0, so it is the best unless s's own best (dbest[s],
+    dscore[s], known once s was decided) scored 1.0 and is earlier; a rejected s leaves only the slots admitted
+    after it to compare, none when last_alive < s.
     """
     touched = np.empty(1024, np.int64)
     cand = np.empty(64, np.int64)

@@ -2,8 +2,9 @@
 
 In Python, tokenizing a batch cost more than every comparison on a near-duplicate stream (issue 12: one word
 object and one dict lookup per token, then a sort to number repeats). Here one compiled pass walks the bytes,
-finds the runs of [a-z0-9], looks each word up in a hash table that keeps its bytes (so a hash collision is
-resolved by comparing them, never by guessing), and numbers repeats with a per-token counter.
+finds the runs of [a-z0-9], looks each word up in a hash table, and numbers repeats with a per-token counter.
+A word of at most 8 bytes is its own key (its bytes, packed); a longer one is keyed by its hash, and the table
+keeps its bytes, so a hash collision is resolved by comparing them, never by guessing.
 
 The buffer holds each text's UTF-8 bytes (lone surrogates passed through): A-Z is lowered here, and every
 byte of a character outside ASCII is >= 0x80, which is not in [a-z0-9]. `str.lower`, rouge-score's first step,
