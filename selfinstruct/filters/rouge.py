@@ -387,10 +387,7 @@ class RougeIndex:
         """Slot x, just admitted, against the probed slots lo..hi-1 (rows y - base of best/score)."""
         from selfinstruct.filters.rouge_prefix import reverse
 
-        if (
-            len(self._bmin) <= self._lens[x]
-        ):  # probes cover their texts' lengths; an admit never probed may not
-            self._windows(int(self._lens[x]))
+        self._windows(int(self._lens[x]))  # probes cover their texts' lengths; an admit never probed may not
         reverse(
             x, lo, hi, base, self._lens, self._flat, self._foff, self._tok, self._bmin, self._bmax,
             float(self.level), _EPS, self._mark, self._pmrow, best, score,
@@ -418,9 +415,9 @@ class RougeScan:
 
     def best(self, i: int) -> tuple[Hit, str, str] | None:
         """Item i's best neighbour among the pool and the batch items admitted so far: (hit, key, text)."""
-        if self._cut or not self._lo <= i < self._hi or self.closed:
-            if self.closed:
-                raise RuntimeError("this scan was closed by a later add or scan")
+        if self.closed:
+            raise RuntimeError("this scan was closed by a later add or scan")
+        if self._cut or not self._lo <= i < self._hi:
             self._block(i)
         self._asked = i
         other = self._best.item(i)

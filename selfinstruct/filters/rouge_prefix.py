@@ -176,8 +176,8 @@ def _last_fit(level: float, a: int, low: int, high: int, most: int, eps: float) 
 def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) -> tuple[np.ndarray, ...]:
     """Prefix entries (slot, feature) as feature -> slots, each feature's slots in ascending length (so a
     probe binary-searches the lengths a partner may have): (indptr, slots, their lengths). Two counting
-    sorts, by length and then stably by feature: linear, where numpy's stable argsort of a combined key cost
-    half of 50K instructions' time."""
+    sorts, by length and then stably by feature: linear, where numpy's stable argsort of a combined key took
+    nearly half of 50K instructions' time."""
     n = len(pslot)
     longest = 0
     for e in range(n):

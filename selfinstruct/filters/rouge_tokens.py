@@ -139,6 +139,19 @@ def _rehash(keys: np.ndarray, vals: np.ndarray, used: int) -> tuple[np.ndarray, 
     return grown_keys, grown_vals
 
 
+@njit(cache=True, nogil=True)
+def _stored(
+    u: int, toff: np.ndarray, data: np.ndarray, buf: np.ndarray, p: int, q: int, cls: np.ndarray
+) -> bool:
+    """Whether token u's stored bytes are the word buf[p:q] (lowered by `cls`)."""
+    if toff[u + 1] - toff[u] != q - p:
+        return False
+    for e in range(q - p):
+        if data[toff[u] + e] != cls[buf[p + e]]:
+            return False
+    return True
+
+
 # Bytes per chunk: tables are grown between chunks, never inside the hot loop (an array reassigned in a
 # compiled loop costs reference counting on every turn: 4x slower on bench/filters.py's near-copy stream).
 _CHUNK = 1 << 13
@@ -239,19 +252,9 @@ def _chunk(
             t = -1
             while wvals[c] >= 0:
                 u = wvals[c]
-                if wkeys[c] == key and short:
+                if wkeys[c] == key and (short or _stored(u, toff, data, buf, p, q, cls)):
                     t = u
                     break
-                if wkeys[c] == key and toff[u + 1] - toff[u] == q - p:
-                    base = toff[u]
-                    equal = True
-                    for e in range(q - p):
-                        if data[base + e] != cls[buf[p + e]]:
-                            equal = False
-                            break
-                    if equal:
-                        t = u
-                        break
                 c = (c + 1) & wmask
             if t < 0:  # a new word
                 t = ntok
