@@ -2,7 +2,9 @@
 
 Candidates are taken in order, each checked against the pool (seeds and everything kept before) and against
 the earlier kept candidates of its own batch; a kept task is admitted to the indexes at once, a rejected one
-never is. The chain, not the filters, counts (`stats`) and admits. Three entry points match the bootstrap
+never is. The chain, not the filters, counts (`stats`) and admits, except where ROUGE-L is the only check
+after the heuristics (the loop's instruction step): then the index decides and admits the batch in one go,
+with the same decisions (`RougeScan.decide`). Three entry points match the bootstrap
 loop's two steps and the `filter` command:
 
   check_instructions  instruction heuristics, ROUGE-L and semantic (text: instruction) on the instruction;
@@ -113,10 +115,13 @@ class FilterChain:
         use_semantic = self.semantic is not None and (
             instructions if self.semantic.config.text == "instruction" else instances
         )
-        scan = sem_scan = None
+        scan = sem_scan = decided = None
         if use_rouge:
             with st.timer("rouge"):
-                scan = self.rouge.scan([verdicts[p].task for p in survivors])
+                batch = [verdicts[p].task for p in survivors]
+                scan = self.rouge.scan(batch)
+                if not use_minhash and not use_semantic:  # ROUGE-L alone decides: the whole batch in one go
+                    decided = self.rouge.decide(scan, batch, round=round)
         if use_semantic:
             with st.timer("semantic"):
                 # One embedding pass for the batch; items a later check rejects are embedded for nothing,
@@ -134,8 +139,11 @@ class FilterChain:
                     continue
             meta = {}
             if use_rouge:
-                with st.timer("rouge"):
-                    r, rouge_max = self.rouge.verdict(scan, k, v.task, round=round)
+                if decided is not None:
+                    r, rouge_max = decided[k]
+                else:
+                    with st.timer("rouge"):
+                        r, rouge_max = self.rouge.verdict(scan, k, v.task, round=round)
                 if r is not None:
                     self._reject(v, r)
                     continue
@@ -148,7 +156,7 @@ class FilterChain:
                     continue
                 meta["semantic_max"] = semantic_max
             # Admit: only now does the task enter the indexes, so a reject never becomes anyone's neighbour.
-            if use_rouge:
+            if use_rouge and decided is None:
                 with st.timer("rouge"):
                     scan.admit(k, v.task.id)
             if use_semantic:

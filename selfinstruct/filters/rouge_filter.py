@@ -7,7 +7,7 @@ from typing import Any
 
 from selfinstruct.filters.base import reject
 from selfinstruct.filters.config import RougeConfig
-from selfinstruct.filters.rouge import RougeIndex, RougeScan
+from selfinstruct.filters.rouge import Hit, RougeIndex, RougeScan
 from selfinstruct.schema import Reject, Task
 
 STAGE = "rouge"
@@ -29,7 +29,19 @@ class RougeFilter:
         self, scan: RougeScan, i: int, task: Task, *, round: int | None = None
     ) -> tuple[Reject | None, dict[str, Any]]:
         """(reject or None, the `rouge_max` record) for batch item i, given what has been admitted so far."""
-        best = scan.best(i)
+        return self._verdict(scan.best(i), task, round)
+
+    def decide(
+        self, scan: RougeScan, tasks: Sequence[Task], *, round: int | None = None
+    ) -> list[tuple[Reject | None, dict[str, Any]]]:
+        """`verdict` for every item of a fresh scan, admitting the kept ones: for a caller that keeps exactly
+        what this stage keeps (no later stage can reject), so the index decides the batch in one go."""
+        scan.decide([t.id for t in tasks], self.config.threshold)
+        return [self._verdict(scan.decided(i), t, round) for i, t in enumerate(tasks)]
+
+    def _verdict(
+        self, best: tuple[Hit, str, str] | None, task: Task, round: int | None
+    ) -> tuple[Reject | None, dict[str, Any]]:
         if best is None:
             # No admitted neighbour reaches the index level: the true best is below it.
             return None, {"score": self.index.level, "neighbour_id": None, "below": True}

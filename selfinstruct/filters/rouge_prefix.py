@@ -209,6 +209,16 @@ def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) ->
 
 
 @njit(cache=True, nogil=True)
+def counts(values: np.ndarray, stop: int, size: int) -> np.ndarray:
+    """How often each of 0..size-1 occurs in values[:stop]: `np.bincount` without its int64 copy of an int32
+    array (which took twice as long as the counting on a batch of 7.7K repeats)."""
+    out = np.zeros(size, np.int64)
+    for e in range(stop):
+        out[values[e]] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
 def link(jhead: np.ndarray, jnext: np.ndarray, pfeat: np.ndarray, start: int, stop: int) -> None:
     """Chain prefix entries start..stop-1 onto their features' recent lists (entry e of feature f: jhead[f],
     then jnext[e] down to -1); adding entries costs their number, never the number of features."""

@@ -77,18 +77,21 @@ class Vocab:
         if same is None:
             same = np.full(len(texts), -1, np.int64)
         dotted_i, kelvin = LOWERS_TO_ASCII
+        own = np.flatnonzero(same < 0)  # a copy has no bytes of its own
         pieces = [
             t.encode("utf-8", "surrogatepass")
             if t.isascii() or (dotted_i not in t and kelvin not in t)
             else t.lower().encode("utf-8", "surrogatepass")
-            for t in texts
+            for t in (map(texts.__getitem__, own.tolist()) if len(own) < len(texts) else texts)
         ]
         buf = np.frombuffer(b"".join(pieces), np.uint8)
-        ends = np.cumsum(np.fromiter(map(len, pieces), np.int64, len(pieces)))
-        # a token takes a byte and ends at a non-word byte or at its text's end (a copy has its text's bytes);
+        size = np.zeros(len(texts), np.int64)
+        size[own] = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        ends = np.cumsum(size)
+        # a token takes a byte and ends at a non-word byte or at its text's end (a copy, its original's bytes);
         # grown here, not in the compiled step: numpy's zeros leave the pages never written unmapped, numba's
         # write them all
-        tok = grown(tok, at + len(buf) // 2 + len(texts) + 1)
+        tok = grown(tok, at + int(np.where(same >= 0, size[same], size).sum()) // 2 + len(texts) + 1)
         feat = grown(feat, len(tok))
         out = _encode(
             buf, ends, same, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,

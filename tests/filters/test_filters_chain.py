@@ -48,6 +48,48 @@ def test_check_instructions_against_pool_and_batch():
     assert rejects2[0].evidence["neighbour_id"] == "b"
 
 
+def test_rouge_alone_decides_a_batch_as_item_by_item_verdicts_do():
+    """With ROUGE-L the only check after the heuristics, the chain lets the index decide the batch in one
+    go (`RougeFilter.decide`); rejects, evidence and rouge_max are those of asking item by item."""
+    import random
+
+    from selfinstruct.filters.rouge_filter import RougeFilter
+
+    rng = random.Random(3)
+    words = "write list explain name the a of ten five ways to save water at home tides work child".split()
+    stream: list[str] = []
+    for _ in range(300):
+        if stream and rng.random() < 0.7:  # a near-copy or an exact repeat of an earlier text
+            ws = rng.choice(stream).split()
+            for _ in range(rng.randint(0, 2)):
+                ws[rng.randrange(len(ws))] = rng.choice(words)
+        else:
+            ws = rng.choices(words, k=rng.randint(6, 14))
+        stream.append(" ".join(ws).capitalize() + ".")
+    tasks = [task(str(i), text) for i, text in enumerate(stream)]
+    chain = FilterChain(FilterConfig(heuristics=None))
+    chain.add([SEED])
+    got = [chain.check_instructions(tasks[i : i + 64], round=1) for i in range(0, len(tasks), 64)]
+    rouge, want = RougeFilter(), []
+    rouge.add(SEED)
+    for start in range(0, len(tasks), 64):
+        batch, kept, rejects = tasks[start : start + 64], [], []
+        scan = rouge.scan(batch)
+        for k, t in enumerate(batch):
+            r, rouge_max = rouge.verdict(scan, k, t, round=1)
+            if r is None:
+                scan.admit(k, t.id)
+                kept.append(t.model_copy(update={"meta": {"rouge_max": rouge_max}}))
+            else:
+                rejects.append(r)
+        want.append((kept, rejects))
+    def plain(results):  # a reject's time is when it was made
+        return [(kept, [r.model_dump(exclude={"time"}) for r in rejects]) for kept, rejects in results]
+
+    assert plain(got) == plain(want)
+    assert 20 < sum(len(k) for k, _ in got) < 280  # both kinds of verdict occur
+
+
 def test_rouge_max_is_exact_above_the_floor():
     chain = FilterChain()
     chain.add([task("p", "Summarize the main idea of the article in one sentence.")])

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer, scoring
@@ -184,11 +185,12 @@ def test_only_the_named_characters_lower_to_ascii_words():
 def test_compiled_steps_stay_in_bounds(tmp_path):
     """numba does not check array bounds: a write past an array's end corrupts memory without an error (a
     batch of one-letter texts once overran the token buffer). A fresh interpreter compiles every step with
-    bounds checks and replays mixed batches against rouge-score."""
+    bounds checks and replays mixed batches (many exact repeats among them) against rouge-score, item by item
+    and whole."""
     code = (
         "import random, sys\n"
         "sys.path.insert(0, 'tests/filters')\n"
-        "from test_filters_rouge import WORDS, ours_kept, reference_kept\n"
+        "from test_filters_rouge import WORDS, _rows, ours_kept, reference_kept\n"
         "rng = random.Random(7)\n"
         "for n in range(80):\n"
         "    if n % 2:  # one-letter texts: more tokens than bytes / 2\n"
@@ -198,7 +200,11 @@ def test_compiled_steps_stay_in_bounds(tmp_path):
         " for _ in range(rng.randint(1, 12))]\n"
         "    step = rng.randint(1, 5)\n"
         "    for t in (0.0, 0.5, 0.7):\n"
-        "        assert ours_kept(batch, t, batch=step) == reference_kept(batch, t), (batch, t)\n"
+        "        want = reference_kept(batch, t)\n"
+        "        assert ours_kept(batch, t, batch=step) == want, (batch, t)\n"
+        "        assert _rows(batch, t, step, None, whole=True)[0] == want, (batch, t)\n"
+        "batch = [' '.join(WORDS * 4)] * 400  # copies hold more tokens than the batch's own bytes / 2\n"
+        "assert ours_kept(batch, 0.7) == _rows(batch, 0.7, 400, None, True)[0] == [0]\n"
         "print('ok')\n"
     )
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
@@ -250,6 +256,63 @@ def test_exact_repeats_find_rouge_scores_best_neighbour(stream, asked, step, thr
             if top <= threshold:
                 scan.admit(i - start, str(i))
                 admitted.append(i)
+
+
+def _rows(texts, threshold, step, floor, whole):
+    """(kept, each item's (neighbour key, score) or None) deciding `texts` in scans of `step`, item by item
+    (`best`, `admit`) or whole (`decide`, `decided`)."""
+    index, kept, rows = RougeIndex(threshold, floor=floor), [], []
+    for start in range(0, len(texts), step):
+        chunk = texts[start : start + step]
+        scan = index.scan(chunk)
+        if whole:
+            mask = scan.decide([str(start + i) for i in range(len(chunk))], threshold)
+            kept += [start + i for i in np.flatnonzero(mask).tolist()]
+            found = [scan.decided(i) for i in range(len(chunk))]
+        else:
+            found = []
+            for i in range(len(chunk)):
+                found.append(scan.best(i))
+                if found[-1] is None or found[-1][0].score <= threshold:
+                    scan.admit(i, str(start + i))
+                    kept.append(start + i)
+        rows += [None if f is None else (f[1], f[0].score) for f in found]
+    return kept, rows
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.one_of(st.sampled_from(REPEATS), texts), min_size=1, max_size=40),
+    st.integers(1, 12),
+    st.sampled_from([0.0, 0.5, 0.7, 1.0]),
+    st.sampled_from([None, 0.3]),
+    st.sampled_from([1, 3]),
+    st.sampled_from([0, 1, 3]),
+    st.sampled_from([2, 5, 1024]),
+)
+def test_whole_scan_decisions_are_item_by_item_ones(
+    monkeypatch, stream, step, threshold, floor, k, limit, chunk
+):
+    """`RougeScan.decide` (the chain, when ROUGE-L alone decides) keeps, admits and reports exactly what
+    asking item by item does, across block cuts (tiny blocks and admit limits) and exact repeats."""
+    monkeypatch.setattr(rouge, "_CHUNK", chunk)
+    monkeypatch.setattr(rouge, "_K", k)
+    monkeypatch.setattr(rouge, "_LIMIT", limit)
+    whole = _rows(stream, threshold, step, floor, whole=True)
+    assert whole == _rows(stream, threshold, step, floor, whole=False)
+    assert whole[0] == reference_kept(stream, threshold)
+
+
+def test_a_whole_scan_is_decided_once():
+    index = RougeIndex(0.7)
+    scan = index.scan(["a b", "c d"])
+    scan.best(0)
+    with pytest.raises(RuntimeError):
+        scan.decide(["0", "1"], 0.7)
+    scan = index.scan(["e f"])
+    assert scan.decide(["2"], 0.7).tolist() == [True]
+    with pytest.raises(RuntimeError):
+        scan.decide(["2"], 0.7)
 
 
 def test_texts_holding_the_batch_separator_tokenize_alone():
