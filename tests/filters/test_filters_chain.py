@@ -83,6 +83,7 @@ def test_rouge_alone_decides_a_batch_as_item_by_item_verdicts_do():
             else:
                 rejects.append(r)
         want.append((kept, rejects))
+
     def plain(results):  # a reject's time is when it was made
         return [(kept, [r.model_dump(exclude={"time"}) for r in rejects]) for kept, rejects in results]
 
