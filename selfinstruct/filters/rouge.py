@@ -136,7 +136,8 @@ class RougeIndex:
     """Instructions in the pool, searchable for ROUGE-L neighbours scoring at least `level`.
 
     `level` is the decision threshold, or a lower report floor. `add` admits a text; `scan` takes a batch,
-    and its `best(i)` / `admit(i, key)`, called in item order, decide the batch one item at a time.
+    and its `best(i)` / `admit(i, key)`, called in item order, decide the batch one item at a time, or its
+    `decide` the whole batch, for a caller that keeps exactly what scores at most the threshold.
 
     Every text scanned or added gets a permanent slot; a slot is *alive* once admitted. Only alive slots
     are in the prefix index, so a rejected text is never anyone's candidate.

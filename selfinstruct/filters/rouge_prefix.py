@@ -210,8 +210,8 @@ def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) ->
 
 @njit(cache=True, nogil=True)
 def counts(values: np.ndarray, stop: int, size: int) -> np.ndarray:
-    """How often each of 0..size-1 occurs in values[:stop]: `np.bincount` without its int64 copy of an int32
-    array (which took twice as long as the counting on a batch of 7.7K repeats)."""
+    """How often each of 0..size-1 occurs in values[:stop]. `np.bincount` first copies int32 values to int64;
+    on 7.7K repeats of one text that made the rarity reorder 4x slower."""
     out = np.zeros(size, np.int64)
     for e in range(stop):
         out[values[e]] += 1

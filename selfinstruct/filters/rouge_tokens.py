@@ -6,11 +6,12 @@ finds the runs of [a-z0-9], looks each word up in a hash table, and numbers repe
 A word of at most 8 bytes is its own key (its bytes, packed); a longer one is keyed by its hash, and the table
 keeps its bytes, so a hash collision is resolved by comparing them, never by guessing.
 
-The buffer holds each text's UTF-8 bytes (lone surrogates passed through): A-Z is lowered here, and every
-byte of a character outside ASCII is >= 0x80, which is not in [a-z0-9]. `str.lower`, rouge-score's first step,
-runs only on a text holding one of the two characters it turns into ASCII letters ("İ", the Kelvin sign);
-lowering every text outside ASCII cost more than encoding it on text with curly quotes. Texts are
-cut by their end offsets, never by a separator character, so any text, NUL bytes included, tokenizes alone.
+The buffer holds each text's UTF-8 bytes (lone surrogates passed through), but none of an exact repeat of an
+earlier text of the batch, whose tokens are copied instead. A-Z is lowered here, and every byte of a character
+outside ASCII is >= 0x80, which is not in [a-z0-9]. `str.lower`, rouge-score's first step, runs only on a text
+holding one of the two characters it turns into ASCII letters ("İ", the Kelvin sign); lowering every text
+outside ASCII cost more than encoding it on text with curly quotes. Texts are cut by their end offsets, never
+by a separator character, so any text, NUL bytes included, tokenizes alone.
 
 Ids: a word gets a token number (dense, in order of first sight) and a feature id, and the k-th repeat of a
 token within one text (k >= 1) is a feature of its own, so a text's features form a set whose overlap with
@@ -88,10 +89,11 @@ class Vocab:
         size = np.zeros(len(texts), np.int64)
         size[own] = np.fromiter(map(len, pieces), np.int64, len(pieces))
         ends = np.cumsum(size)
-        # a token takes a byte and ends at a non-word byte or at its text's end (a copy, its original's bytes);
+        # a token takes a byte and ends at a non-word byte or its text's end (a copy: its original's bytes);
         # grown here, not in the compiled step: numpy's zeros leave the pages never written unmapped, numba's
         # write them all
-        tok = grown(tok, at + int(np.where(same >= 0, size[same], size).sum()) // 2 + len(texts) + 1)
+        copied = np.where(same >= 0, size[same], size)  # (size[-1] where same is -1, not taken)
+        tok = grown(tok, at + int(copied.sum()) // 2 + len(texts) + 1)
         feat = grown(feat, len(tok))
         out = _encode(
             buf, ends, same, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
