@@ -459,7 +459,10 @@ def test_near_duplicate_heavy_stream_matches_rouge_score(external, monkeypatch):
     with monkeypatch.context() as m:  # every admit cuts its block: the next item is probed afresh
         m.setattr(rouge, "_LIMIT", 0)
         assert ours_kept(stream, 0.7) == ref
-    # the evidence is rouge-score's best admitted neighbour, exactly
+    # the whole batch decided by the index (the chain when ROUGE-L alone decides), in scans of 37
+    whole, rows = _rows(stream, 0.7, 37, None, whole=True)
+    assert whole == ref
+    # the evidence is rouge-score's best admitted neighbour, exactly, both ways
     index, kept = RougeIndex(0.7), set(ref)
     scan = index.scan(stream)
     for i, text in enumerate(stream):
@@ -467,6 +470,7 @@ def test_near_duplicate_heavy_stream_matches_rouge_score(external, monkeypatch):
         admitted = [j for j in ref if j < i]
         top = max((SCORER.score(text, stream[j])["rougeL"].fmeasure for j in admitted), default=0.0)
         assert (best is None) == (top < 0.7) and (best is None or best[0].score == top)
+        assert (rows[i] is None) == (top < 0.7) and (rows[i] is None or rows[i][1] == top)
         if i in kept:
             scan.admit(i, str(i))
 
