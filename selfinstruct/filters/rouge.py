@@ -147,7 +147,9 @@ class RougeIndex:
         self.level = threshold if floor is None else min(threshold, floor)
         self.keys: list[str | None] = []  # per slot: key once admitted
         self.texts: list[str] = []  # per slot
-        self._alive = bytearray()  # per slot: 1 once admitted
+        # per slot: 1 once admitted; a numpy array, not a bytearray, which cannot grow while anything holds a
+        # view of it (in CI, garbage waiting for the cyclic collector held a probe's view)
+        self._alive = np.zeros(1024, np.uint8)
         self._log: list[int] = []  # admitted slots, in the order they were admitted
         self._last_alive = -1  # the latest admitted slot
         self._lens = np.zeros(1024, np.int64)  # per slot: token count
@@ -201,7 +203,7 @@ class RougeIndex:
         # cheap per batch but not per text, so the next scan encodes and indexes all pending adds at once.
         self.texts.append(text)
         self.keys.append(None)
-        self._alive.append(0)
+        self._alive = grown(self._alive, len(self.texts))
         self._alive_at(len(self.texts) - 1, key)
 
     def scan(self, texts: Sequence[str]) -> RougeScan:
@@ -212,7 +214,7 @@ class RougeIndex:
         base, n = len(self.texts), len(texts)
         self.texts += texts
         self.keys += [None] * n
-        self._alive += bytes(n)
+        self._alive = grown(self._alive, len(self.texts))
         self._sync()
         self._open = RougeScan(self, base, n)
         return self._open
@@ -388,7 +390,7 @@ class RougeIndex:
         probe(
             lo, hi, self._plen, self._rank, shift, *big, self._jhead, self._jnext, self._pslot, self._lens,
             self._flat, self._foff, self._tok, self._bmin, self._bmax, float(self.level), _K, _EPS, self._mark,
-            self._count, self._pmrow, self._same, np.frombuffer(self._alive, np.uint8), self._last_alive,
+            self._count, self._pmrow, self._same, self._alive, self._last_alive,
             self._dbest, self._dscore, best, score,
         )  # fmt: skip
 

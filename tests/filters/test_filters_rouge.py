@@ -303,6 +303,23 @@ def test_whole_scan_decisions_are_item_by_item_ones(
     assert whole[0] == reference_kept(stream, threshold)
 
 
+def test_a_kept_reference_to_a_probes_arguments_does_not_break_the_next_scan(monkeypatch):
+    """Something may hold a compiled step's arguments after the call: in CI, after numba's first compile of
+    `probe`, garbage waiting for the cyclic collector held its view of the alive flags (a traceback, a
+    debugger or a profiler can too). The index's arrays must still grow: a bytearray with a live numpy view
+    of it cannot (BufferError)."""
+    from selfinstruct.filters import rouge_prefix
+
+    held, real = [], rouge_prefix.probe
+    monkeypatch.setattr(rouge_prefix, "probe", lambda *args: (held.append(args), real(*args))[1])
+    index = RougeIndex(0.7)
+    index.add("seed", "Write a haiku about the first snow of winter.")
+    for n in range(3):
+        scan = index.scan([f"List {n} ways to save water at home.", "Write a haiku about the first snow."])
+        assert scan.decide([f"a{n}", f"b{n}"], 0.7).tolist() == [n == 0, False]
+    assert held
+
+
 def test_a_whole_scan_is_decided_once():
     index = RougeIndex(0.7)
     scan = index.scan(["a b", "c d"])
