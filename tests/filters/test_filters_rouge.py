@@ -39,17 +39,31 @@ def reference_kept(texts: list[str], threshold: float, seeds: int = 0) -> list[i
     return kept
 
 
-def ours_kept(texts: list[str], threshold: float, *, batch: int | None = None, floor=None) -> list[int]:
-    index, kept = RougeIndex(threshold, floor=floor), []
-    step = batch or max(1, len(texts))
+def _rows(texts, threshold, step, floor, whole):
+    """(kept, each item's (neighbour key, score) or None) deciding `texts` in scans of `step`, item by item
+    (`best`, `admit`) or whole (`decide`, `decided`)."""
+    index, kept, rows = RougeIndex(threshold, floor=floor), [], []
     for start in range(0, len(texts), step):
-        scan = index.scan(texts[start : start + step])
-        for i in range(len(texts[start : start + step])):
-            best = scan.best(i)
-            if best is None or best[0].score <= threshold:
-                scan.admit(i, str(start + i))
-                kept.append(start + i)
-    return kept
+        chunk = texts[start : start + step]
+        scan = index.scan(chunk)
+        if whole:
+            mask = scan.decide([str(start + i) for i in range(len(chunk))], threshold)
+            kept += [start + i for i in np.flatnonzero(mask).tolist()]
+            found = [scan.decided(i) for i in range(len(chunk))]
+        else:
+            found = []
+            for i in range(len(chunk)):
+                found.append(scan.best(i))
+                if found[-1] is None or found[-1][0].score <= threshold:
+                    scan.admit(i, str(start + i))
+                    kept.append(start + i)
+        rows += [None if f is None else (f[1], f[0].score) for f in found]
+    return kept, rows
+
+
+def ours_kept(texts: list[str], threshold: float, *, batch: int | None = None, floor=None) -> list[int]:
+    """Our index deciding `texts` item by item, in scans of `batch` (all at once if None)."""
+    return _rows(texts, threshold, batch or max(1, len(texts)), floor, whole=False)[0]
 
 
 # Few distinct words, so texts collide often; punctuation, unicode (İ lowercases to i + dot, K is Kelvin),
@@ -256,28 +270,6 @@ def test_exact_repeats_find_rouge_scores_best_neighbour(stream, asked, step, thr
             if top <= threshold:
                 scan.admit(i - start, str(i))
                 admitted.append(i)
-
-
-def _rows(texts, threshold, step, floor, whole):
-    """(kept, each item's (neighbour key, score) or None) deciding `texts` in scans of `step`, item by item
-    (`best`, `admit`) or whole (`decide`, `decided`)."""
-    index, kept, rows = RougeIndex(threshold, floor=floor), [], []
-    for start in range(0, len(texts), step):
-        chunk = texts[start : start + step]
-        scan = index.scan(chunk)
-        if whole:
-            mask = scan.decide([str(start + i) for i in range(len(chunk))], threshold)
-            kept += [start + i for i in np.flatnonzero(mask).tolist()]
-            found = [scan.decided(i) for i in range(len(chunk))]
-        else:
-            found = []
-            for i in range(len(chunk)):
-                found.append(scan.best(i))
-                if found[-1] is None or found[-1][0].score <= threshold:
-                    scan.admit(i, str(start + i))
-                    kept.append(start + i)
-        rows += [None if f is None else (f[1], f[0].score) for f in found]
-    return kept, rows
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
