@@ -65,8 +65,13 @@ _WORD = re.compile(r"[a-z0-9]+")
 # instructions take 36.6, 17.7, 14.8, 14.6 and 19.5 cpu s for K = 1, 2, 3, 4, 6 (short prefixes leave many
 # pairs to check; long ones walk long posting lists of common words).
 _K = 3
-# Most batch items per probe; it bounds the work a block costs when admits cut it short.
-_CHUNK = 1024
+# Most batch items per probe; it bounds the work a block costs when admits cut it short. A scan's first block
+# is _FIRST items: each admit inside a block is compared with all its later items, and a stream's first items
+# are the likeliest to be kept. On bench/filters.py's near-copy streams (part d), _CHUNK = 512 and _FIRST = 64
+# took 26 and 18 ms (8-word templates; one 10-word template) where 1,024 and 1,024 took 30 and 20 ms, and
+# 8,192 and 8,192 took 40 and 27 ms.
+_CHUNK = 512
+_FIRST = 64
 # Admits within a block compared with its later items directly, at most; the next one cuts the block. On a
 # stream that keeps every item, each admit costs about a compiled call and the block's later items, and each
 # block a probe: 2,000 real instructions (all kept) take 22.8, 18.7, 18.2 and 19.3 ms for 8, 16, 32 and 64.
@@ -421,7 +426,7 @@ class RougeScan:
         self._lo = self._hi = 0  # the current block: items lo..hi-1
         self._admits = 0  # items admitted within the current block
         self._cut = False  # the current block had too many admits; the next item starts a new one
-        self._size = min(n, _CHUNK)  # the next block's size
+        self._size = min(n, _FIRST)  # the next block's size
         self._asked = -1  # the latest item asked about
 
     def best(self, i: int) -> tuple[Hit, str, str] | None:

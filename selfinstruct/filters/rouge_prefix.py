@@ -34,6 +34,14 @@ _fm = njit(cache=True, nogil=True)(fmeasure)
 
 
 @njit(cache=True, nogil=True)
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    """A copy of `a` at least twice as long, holding `size` elements (its first len(a) kept)."""
+    out = np.empty(max(size, 2 * len(a)), a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _mark(s: int, foff: np.ndarray, flat: np.ndarray, mark: np.ndarray, on: bool) -> None:
     """Set (or clear) slot s's features in the per-feature marker."""
     for q in range(foff[s], foff[s + 1]):
@@ -341,29 +349,80 @@ def probe(
                 if stop - start > 16:  # a long list: its length window by binary search
                     start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
                     stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
-            e = start
+            # Each entry is written to `touched` and kept only on its slot's first touch: no branch on
+            # that (half the entries of a near-copy stream are first touches, a branch mispredicted often).
+            if nt + stop - start > len(touched):
+                touched = _grow(touched, nt + stop - start)
+            for e in range(start, stop):
+                x = islot[e]
+                b = ilen[e]
+                if x <= after or b < low or b > high:
+                    continue
+                touched[nt] = x
+                nt += count[x] == 0
+                count[x] += 1
             chain = jhead[f] if f < len(jhead) else -1
-            while e < stop or chain >= 0:
-                if e < stop:
-                    x = islot[e]
-                    e += 1
-                else:
-                    x = pslot[chain]
-                    chain = jnext[chain]
-                if x >= y or x <= after:
-                    continue
+            while chain >= 0:
+                x = pslot[chain]
+                chain = jnext[chain]
                 b = lens[x]
-                if b < low or b > high:
+                if x <= after or b < low or b > high:
                     continue
-                if count[x] == 0:
-                    if nt == len(touched):
-                        grown = np.empty(2 * nt, np.int64)
-                        grown[:nt] = touched
-                        touched = grown
-                    touched[nt] = x
-                    nt += 1
+                if nt == len(touched):
+                    touched = _grow(touched, nt + 1)
+                touched[nt] = x
+                nt += count[x] == 0
                 count[x] += 1
         if nt == 0:
+            continue
+        # need grows with b, so no partner needs fewer shared features than the shortest one: a slot touched
+        # fewer times is dropped before its length is read (most touched slots of a large pool are)
+        fewest = min(k, _need(level, a, low, eps))
+        if a <= 64:
+            # One 64-bit word of LCS state: an exact LCS costs about what the overlap bound would (a step per
+            # token of x), so the candidates get no overlap. Probing with all its features, c + b - plen[b]
+            # bounds the overlap; the candidate with the best such bound is scored first, then only those
+            # whose bound could still beat it.
+            nc, first = 0, -1
+            for t in range(nt):
+                x = touched[t]
+                c = count[x]
+                count[x] = 0
+                if c < fewest:
+                    continue
+                b = lens[x]
+                nd = _need(level, a, b, eps)
+                most = min(a, b, c + b - plen[b]) if whole else min(a, b)
+                if nd > most or c < min(k, nd):
+                    continue
+                if nc == len(cand):
+                    cand2 = np.empty(2 * nc, np.int64)
+                    upper2 = np.empty(2 * nc, np.float64)
+                    cand2[:nc] = cand
+                    upper2[:nc] = upper
+                    cand, upper = cand2, upper2
+                cand[nc] = x
+                upper[nc] = _fm(most, a, b)
+                if first < 0 or upper[nc] > upper[first]:
+                    first = nc
+                nc += 1
+            if nc == 0:
+                continue
+            pm = _pattern(y, foff, tok, pmrow, pm)
+            top, top_x = score[r], best[r]
+            for step in range(nc + 1):
+                e = first if step == 0 else step - 1
+                if step and e == first:
+                    continue
+                x = cand[e]
+                if upper[e] < top or (upper[e] == top and x > top_x):
+                    continue
+                f = _fm(_lcs(pm, pmrow, 1, x, foff, tok), a, lens[x])
+                if f >= level and (f > top or (f == top and x < top_x)):
+                    top, top_x = f, x
+            _forget(y, foff, tok, pmrow, pm)
+            best[r] = top_x
+            score[r] = top
             continue
         _mark(y, foff, flat, mark, True)
         nc = 0
@@ -371,6 +430,8 @@ def probe(
             x = touched[t]
             c = count[x]
             count[x] = 0
+            if c < fewest:
+                continue
             b = lens[x]
             nd = _need(level, a, b, eps)
             if nd > min(a, b) or c < min(k, nd):

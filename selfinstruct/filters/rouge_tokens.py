@@ -10,8 +10,8 @@ The buffer holds each text's UTF-8 bytes (lone surrogates passed through), but n
 earlier text of the batch, whose tokens are copied instead. A-Z is lowered here, and every byte of a character
 outside ASCII is >= 0x80, which is not in [a-z0-9]. `str.lower`, rouge-score's first step, runs only on a text
 holding one of the two characters it turns into ASCII letters ("İ", the Kelvin sign); lowering every text
-outside ASCII cost more than encoding it on text with curly quotes. Texts are cut by their end offsets, never
-by a separator character, so any text, NUL bytes included, tokenizes alone.
+outside ASCII cost more than encoding it on text with curly quotes. Texts are cut by their offsets and byte
+counts, never by a separator character, so any text, NUL bytes included, tokenizes alone.
 
 Ids: a word gets a token number (dense, in order of first sight) and a feature id, and the k-th repeat of a
 token within one text (k >= 1) is a feature of its own, so a text's features form a set whose overlap with
@@ -77,18 +77,11 @@ class Vocab:
         `same[i]`, if given, is j < i where texts[j] == texts[i] (-1 if none): text i's tokens are copied."""
         if same is None:
             same = np.full(len(texts), -1, np.int64)
-        dotted_i, kelvin = LOWERS_TO_ASCII
         own = np.flatnonzero(same < 0)  # a copy has no bytes of its own
-        pieces = [
-            t.encode("utf-8", "surrogatepass")
-            if t.isascii() or (dotted_i not in t and kelvin not in t)
-            else t.lower().encode("utf-8", "surrogatepass")
-            for t in (map(texts.__getitem__, own.tolist()) if len(own) < len(texts) else texts)
-        ]
-        buf = np.frombuffer(b"".join(pieces), np.uint8)
-        size = np.zeros(len(texts), np.int64)
-        size[own] = np.fromiter(map(len, pieces), np.int64, len(pieces))
-        ends = np.cumsum(size)
+        buf, start, size = _bytes(texts if len(own) == len(texts) else [texts[i] for i in own.tolist()])
+        if len(own) < len(texts):
+            start, size = _placed(start, own, len(texts)), _placed(size, own, len(texts))
+        ends = np.cumsum(size)  # in text order: how the compiled step plans its table growth
         # a token takes a byte and ends at a non-word byte or its text's end (a copy: its original's bytes);
         # grown here, not in the compiled step: numpy's zeros leave the pages never written unmapped, numba's
         # write them all
@@ -96,7 +89,7 @@ class Vocab:
         tok = grown(tok, at + int(copied.sum()) // 2 + len(texts) + 1)
         feat = grown(feat, len(tok))
         out = _encode(
-            buf, ends, same, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
+            buf, start, ends, same, _CLASS, self.wkeys, self.wvals, self.off, self.data, self.feature, self.ntok,
             self.rkeys, self.rvals, self.nrep, self.nf, self.count, tok, feat, at,
         )  # fmt: skip
         lens = out[0]
@@ -107,6 +100,39 @@ class Vocab:
     def word(self, token: int) -> str:
         """Token number -> the word (for tests and debugging)."""
         return self.data[self.off[token] : self.off[token + 1]].tobytes().decode("ascii")
+
+
+def _bytes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes in one buffer (lone surrogates passed through; "İ" and the Kelvin sign lowered
+    first, module doc), and where each text's bytes start and how many there are. ASCII texts are joined in
+    one call, then the others are appended one by one: encoding each text alone cost more than tokenizing it
+    on short texts, and joining ASCII with non-ASCII text widens the whole string."""
+    n = len(texts)
+    size = np.fromiter(map(len, texts), np.int64, n)  # the byte count of an ASCII text
+    ascii_ = np.fromiter(map(str.isascii, texts), np.bool_, n)
+    if ascii_.all():
+        start = np.zeros(n, np.int64)
+        np.cumsum(size[:-1], out=start[1:])
+        return np.frombuffer("".join(texts).encode("ascii"), np.uint8), start, size
+    plain, wide = np.flatnonzero(ascii_), np.flatnonzero(~ascii_)
+    dotted_i, kelvin = LOWERS_TO_ASCII
+    pieces = [
+        (t.lower() if dotted_i in t or kelvin in t else t).encode("utf-8", "surrogatepass")
+        for t in map(texts.__getitem__, wide.tolist())
+    ]
+    head = "".join(map(texts.__getitem__, plain.tolist())).encode("ascii")
+    size[wide] = np.fromiter(map(len, pieces), np.int64, len(pieces))
+    order = np.concatenate([plain, wide])  # the buffer's order of texts
+    start = np.zeros(n, np.int64)
+    start[order[1:]] = np.cumsum(size[order])[:-1]
+    return np.frombuffer(head + b"".join(pieces), np.uint8), start, size
+
+
+def _placed(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """`values` at `rows` of n zeros."""
+    out = np.zeros(n, np.int64)
+    out[rows] = values
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -164,10 +190,28 @@ _CHUNK = 1 << 13
 
 @njit(cache=True, nogil=True)
 def _encode(
-    buf, ends, same, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok, feat, at
+    buf,
+    bstart,
+    ends,
+    same,
+    cls,
+    wkeys,
+    wvals,
+    toff,
+    data,
+    tfeat,
+    ntok,
+    rkeys,
+    rvals,
+    nrep,
+    nf,
+    count,
+    tok,
+    feat,
+    at,
 ):  # noqa: ANN001
-    """Tokens and features of the texts ending at `ends` in `buf` into tok/feat from `at` (long enough),
-    growing the tables it is given (module doc)."""
+    """Tokens and features of the texts (text i: `buf` from bstart[i], ends[i] - ends[i - 1] bytes) into
+    tok/feat from `at` (long enough), growing the tables it is given (module doc)."""
     n_texts = len(ends)
     lens = np.zeros(n_texts, np.int64)
     starts = np.zeros(n_texts, np.int64)
@@ -185,7 +229,7 @@ def _encode(
         wkeys, wvals = _rehash(wkeys, wvals, ntok + room)
         rkeys, rvals = _rehash(rkeys, rvals, nrep + room)
         n, ntok, nrep, nf = _chunk(
-            buf, ends, same, i, j, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
+            buf, bstart, ends, same, i, j, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
             feat, starts, lens, n,
         )  # fmt: skip
         i = j
@@ -195,6 +239,7 @@ def _encode(
 @njit(cache=True, nogil=True)
 def _chunk(
     buf,
+    bstart,
     ends,
     same,
     i0,
@@ -232,8 +277,8 @@ def _chunk(
             n += m
             starts[i], lens[i] = first, m
             continue
-        p = ends[i - 1] if i else 0
-        end = ends[i]
+        p = bstart[i]
+        end = p + ends[i] - (ends[i - 1] if i else 0)
         while p < end:
             if cls[buf[p]] == 0:
                 p += 1
