@@ -224,6 +224,51 @@ def postings(pslot: np.ndarray, pfeat: np.ndarray, lens: np.ndarray, nf: int) ->
 
 
 @njit(cache=True, nogil=True)
+def merged(
+    iptr: np.ndarray, islot: np.ndarray, ilen: np.ndarray, pslot: np.ndarray, pfeat: np.ndarray,
+    lens: np.ndarray, stop: int, nf: int,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """`postings` of the entries [0, stop), from those of [0, len(islot)) and the entries after them: the new
+    entries are sorted by (feature, length) and merged into their features' runs, older entries first among
+    equal lengths (the order `postings`' stable sorts give); the runs in between move as whole blocks. Copying
+    blocks costs a few times less than `postings`' scattered writes, which took 14% of 200K instructions."""
+    start, old = len(islot), len(iptr) - 1
+    m = stop - start
+    keys = np.empty(m, np.int64)
+    for e in range(m):
+        keys[e] = (np.int64(pfeat[start + e]) << 32) | lens[pslot[start + e]]
+    order = np.argsort(keys, kind="mergesort") + start  # stable: equal keys keep entry order
+    indptr = np.zeros(nf + 1, np.int64)
+    indptr[1 : old + 1] = np.diff(iptr)
+    for e in range(start, stop):
+        indptr[pfeat[e] + 1] += 1
+    indptr = np.cumsum(indptr)
+    slots = np.empty(stop, islot.dtype)
+    lengths = np.empty(stop, ilen.dtype)
+    src = dst = 0  # next old entry to copy, next place to write
+    e = 0
+    while e < m:
+        f = pfeat[order[e]]
+        run, end = (iptr[f], iptr[f + 1]) if f < old else (start, start)
+        slots[dst : dst + run - src] = islot[src:run]  # the runs of features before f
+        lengths[dst : dst + run - src] = ilen[src:run]
+        dst += run - src
+        while run < end or (e < m and pfeat[order[e]] == f):
+            x = pslot[order[e]] if e < m and pfeat[order[e]] == f else -1
+            if x < 0 or (run < end and ilen[run] <= lens[x]):
+                slots[dst], lengths[dst] = islot[run], ilen[run]
+                run += 1
+            else:
+                slots[dst], lengths[dst] = x, lens[x]
+                e += 1
+            dst += 1
+        src = run
+    slots[dst:] = islot[src:]
+    lengths[dst:] = ilen[src:]
+    return indptr, slots, lengths
+
+
+@njit(cache=True, nogil=True)
 def link(jhead: np.ndarray, jnext: np.ndarray, pfeat: np.ndarray, start: int, stop: int) -> None:
     """Chain prefix entries start..stop-1 onto their features' recent lists (entry e of feature f: jhead[f],
     then jnext[e] down to -1); adding entries costs their number, never the number of features."""

@@ -141,11 +141,12 @@ def test_scores_equal_rouge_score_bit_for_bit(a, b):
 def test_tiny_chunks_and_cached_pool_matrix_keep_decisions(
     monkeypatch, batch, step, seeds, threshold, k, limit, chunk
 ):
-    # The real sizes (1024-row blocks, length-sorted postings rebuilt past 4096 newer entries) are only
-    # reached by thousands of texts; shrunk, every scan here crosses block borders, cuts blocks after 0 to 3
-    # admits and walks both the sorted and the recent postings. Any number k of required shared prefix
-    # features is exact.
+    # The real sizes (blocks of 64 to 512 rows, newer entries merged into the length-sorted postings past
+    # 4096) are only reached by thousands of texts; shrunk, every scan here crosses block borders, cuts blocks
+    # after 0 to 3 admits, walks both the sorted and the recent postings and merges them. Any number k of
+    # required shared prefix features is exact.
     monkeypatch.setattr(rouge, "_CHUNK", chunk)
+    monkeypatch.setattr(rouge, "_FIRST", chunk)
     monkeypatch.setattr(rouge, "_RECENT", 1)
     monkeypatch.setattr(rouge, "_K", k)
     monkeypatch.setattr(rouge, "_LIMIT", limit)
@@ -288,6 +289,7 @@ def test_whole_scan_decisions_are_item_by_item_ones(
     """`RougeScan.decide` (the chain, when ROUGE-L alone decides) keeps, admits and reports exactly what
     asking item by item does, across block cuts (tiny blocks and admit limits) and exact repeats."""
     monkeypatch.setattr(rouge, "_CHUNK", chunk)
+    monkeypatch.setattr(rouge, "_FIRST", min(chunk, 3))
     monkeypatch.setattr(rouge, "_K", k)
     monkeypatch.setattr(rouge, "_LIMIT", limit)
     whole = _rows(stream, threshold, step, floor, whole=True)
@@ -499,6 +501,30 @@ def _pair_sharing(rng: random.Random, shared: list[str], a: int, b: int, tag: st
         i = rng.randrange(len(other) - 1)
         other[i], other[i + 1] = other[i + 1], other[i]
     return spread(shared, a, "p"), spread(other, b, "q")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 12)), max_size=120),
+    st.integers(0, 120),
+    st.integers(0, 6),
+)
+def test_merged_postings_are_rebuilt_ones(entries, cut, more):
+    """Newer prefix entries merged into the cached postings give exactly the arrays a rebuild gives (same
+    runs, same order within a run, new features included)."""
+    from selfinstruct.filters.rouge_prefix import merged, postings
+
+    lens = np.arange(41, dtype=np.int64) % 7  # slot -> length: equal lengths, so ties
+    pslot = np.array([s for s, _ in entries], np.int32)
+    pfeat = np.array([f for _, f in entries], np.int32)
+    cut = min(cut, len(entries))
+    old_nf = int(pfeat[:cut].max(initial=-1)) + 1
+    nf = max(old_nf, int(pfeat.max(initial=-1)) + 1) + more
+    old = postings(pslot[:cut], pfeat[:cut], lens, old_nf)
+    got = merged(*old, pslot, pfeat, lens, len(entries), nf)
+    for want, have in zip(postings(pslot, pfeat, lens, nf), got, strict=True):
+        assert want.dtype == have.dtype
+        assert want.tolist() == have.tolist()
 
 
 def test_prefix_filter_edges_match_rouge_score():
