@@ -201,10 +201,12 @@ def test_compiled_steps_stay_in_bounds(tmp_path):
     """numba does not check array bounds: a write past an array's end corrupts memory without an error (a
     batch of one-letter texts once overran the token buffer). A fresh interpreter compiles every step with
     bounds checks and replays mixed batches (many exact repeats among them) against rouge-score, item by item
-    and whole."""
+    and whole, with postings cached, merged and chained from the first entries and blocks of two items."""
     code = (
         "import random, sys\n"
         "sys.path.insert(0, 'tests/filters')\n"
+        "from selfinstruct.filters import rouge\n"
+        "rouge._RECENT, rouge._FIRST = 1, 2\n"
         "from test_filters_rouge import WORDS, _rows, ours_kept, reference_kept\n"
         "rng = random.Random(7)\n"
         "for n in range(80):\n"
