@@ -360,6 +360,11 @@ def part_d(prefix: int = 5_000) -> None:
         ),
         ("one 45-word instruction, repeated", [grown[0]] * len(near)),
         ("one 7-word instruction, repeated", ["Write a short poem about the sea."] * len(near)),
+        ("one 1-word instruction, repeated", ["Summarize."] * len(near)),
+        (
+            "one 9-word instruction, a new number in each copy",
+            [f"Write a short poem about the sea, number {i}." for i in range(len(near))],
+        ),
         (f"50K realistic, first {prefix:,}", grown[:prefix]),
     ]:
         (ref, pairs), _, ref_cpu = timed(unpruned, texts)
