@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from scripted import ScriptedBackend  # noqa: E402
 
+from selfinstruct.collect import collect_less  # noqa: E402
 from selfinstruct.config import load_recipe  # noqa: E402
 from selfinstruct.generate import generate  # noqa: E402
 
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("--round-size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None, help="Run directory (default: a temp dir, removed).")
     args = ap.parse_args()
+    collect_less()  # as the CLI runs every command (selfinstruct/collect.py)
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-journal-")) / "run"
     recipe = load_recipe(

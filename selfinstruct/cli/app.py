@@ -19,6 +19,7 @@ from rich.text import Text
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 from typer.core import TyperGroup
 
+from selfinstruct.collect import collect_less
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.signals import Stopped, owned_stop
 
@@ -101,6 +102,7 @@ class _Group(TyperGroup):
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
         # unwinds its finally blocks, then no child process it started (vLLM engine, server) may outlive it.
         # Processes that were there before (a test session's engine, a caller's own) are not its to end.
+        collect_less()
         try:
             with owned_stop():
                 return super().invoke(ctx)
