@@ -30,7 +30,8 @@ if LCS >= need(a, b) = ceil(t*(a+b)/2). Three exact filters, cheapest first:
     length-b text has; a probing text of length a looks at its j-th feature only for partners with
     need(a, b) <= a - j + K - 1 (its prefix for that partner, a bound on b since need grows with b), and
     a pair must meet in at least min(K, need) prefix features;
-  - the multiset overlap itself, for every surviving candidate.
+  - the multiset overlap itself, for every surviving candidate (of a probing text over 64 tokens: for a shorter
+    one the exact LCS below costs about as much, and replaces it).
 What is left gets an exact bit-parallel LCS on the token numbers, best upper bound first, then rouge-score's F.
 
 Python costs per block, not per token or pair: a scan tokenizes its whole batch in one compiled pass

@@ -8,7 +8,9 @@ the square of the pool on realistic text (50K: 7 s, 200K: 50 s). Here one compil
 the posting lists of its prefix features, counts per admitted text in a dense array, and checks each touched
 text's bounds and overlap at once (a dense marker of the block text's features). The candidates left get an
 exact bit-parallel LCS (Allison and Dix 1986; Hyyrö 2004: one row of the LCS table as bits, updated by one
-add per word and token) in the same loop, best upper bound first, so only the best neighbour leaves it.
+add per word and token) in the same loop, best upper bound first, so only the best neighbour leaves it. A
+probing text of at most 64 tokens skips the overlap: with one word of LCS state, the exact LCS costs about as
+much (a step per token of the partner).
 
 F is computed with rouge-score's float expression, in the same order (see `rouge.fmeasure`): numba does not
 reassociate floats unless asked (fastmath), so every tie falls as in Python.
@@ -395,7 +397,8 @@ def probe(
                     start = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], low)
                     stop = iptr[f] + np.searchsorted(ilen[iptr[f] : iptr[f + 1]], high, side="right")
             # Each entry is written to `touched` and kept only on its slot's first touch: no branch on
-            # that (half the entries of a near-copy stream are first touches, a branch mispredicted often).
+            # that (on a near-copy stream a quarter of the entries are first touches, in no pattern a branch
+            # predictor could follow).
             if nt + stop - start > len(touched):
                 touched = _grow(touched, nt + stop - start)
             for e in range(start, stop):
