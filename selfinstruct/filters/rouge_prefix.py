@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from selfinstruct.filters.rouge import fmeasure
+from selfinstruct.filters.rouge_tokens import _grow
 
 _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _M1 = np.uint64(0x5555555555555555)
@@ -33,14 +34,6 @@ _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 
 # rouge.fmeasure compiled: rouge-score's F, the same operations in the same order
 _fm = njit(cache=True, nogil=True)(fmeasure)
-
-
-@njit(cache=True, nogil=True)
-def _grow(a: np.ndarray, size: int) -> np.ndarray:
-    """A copy of `a` at least twice as long, holding `size` elements (its first len(a) kept)."""
-    out = np.empty(max(size, 2 * len(a)), a.dtype)
-    out[: len(a)] = a
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -426,54 +419,12 @@ def probe(
         # need grows with b, so no partner needs fewer shared features than the shortest one: a slot touched
         # fewer times is dropped before its length is read (most touched slots of a large pool are)
         fewest = min(k, _need(level, a, low, eps))
-        if a <= 64:
-            # One 64-bit word of LCS state: an exact LCS costs about what the overlap bound would (a step per
-            # token of x), so the candidates get no overlap. Probing with all its features, c + b - plen[b]
-            # bounds the overlap; the candidate with the best such bound is scored first, then only those
-            # whose bound could still beat it.
-            nc, first = 0, -1
-            for t in range(nt):
-                x = touched[t]
-                c = count[x]
-                count[x] = 0
-                if c < fewest:
-                    continue
-                b = lens[x]
-                nd = _need(level, a, b, eps)
-                most = min(a, b, c + b - plen[b]) if whole else min(a, b)
-                if nd > most or c < min(k, nd):
-                    continue
-                if nc == len(cand):
-                    cand2 = np.empty(2 * nc, np.int64)
-                    upper2 = np.empty(2 * nc, np.float64)
-                    cand2[:nc] = cand
-                    upper2[:nc] = upper
-                    cand, upper = cand2, upper2
-                cand[nc] = x
-                upper[nc] = _fm(most, a, b)
-                if first < 0 or upper[nc] > upper[first]:
-                    first = nc
-                nc += 1
-            if nc == 0:
-                continue
-            pm = _pattern(y, foff, tok, pmrow, pm)
-            top, top_x = score[r], best[r]
-            for step in range(nc + 1):
-                e = first if step == 0 else step - 1
-                if step and e == first:
-                    continue
-                x = cand[e]
-                if upper[e] < top or (upper[e] == top and x > top_x):
-                    continue
-                f = _fm(_lcs(pm, pmrow, 1, x, foff, tok), a, lens[x])
-                if f >= level and (f > top or (f == top and x < top_x)):
-                    top, top_x = f, x
-            _forget(y, foff, tok, pmrow, pm)
-            best[r] = top_x
-            score[r] = top
-            continue
-        _mark(y, foff, flat, mark, True)
-        nc = 0
+        # Up to 64 tokens the LCS state is one 64-bit word, so an exact LCS costs about what the overlap bound
+        # would (a step per token of x): such a text's candidates get no overlap, only the count bound.
+        short = a <= 64
+        if not short:
+            _mark(y, foff, flat, mark, True)
+        nc, first = 0, -1
         for t in range(nt):
             x = touched[t]
             c = count[x]
@@ -482,33 +433,39 @@ def probe(
                 continue
             b = lens[x]
             nd = _need(level, a, b, eps)
-            if nd > min(a, b) or c < min(k, nd):
-                continue
             # probing with all its features, c is exactly how many of x's indexed ones y holds, and x has
             # b - plen[b] others: the overlap is at most their sum
-            if whole and c + b - plen[b] < nd:
+            most = min(a, b, c + b - plen[b]) if whole else min(a, b)
+            if nd > most or c < min(k, nd):
                 continue
-            overlap = _overlap(x, foff, flat, mark)
-            if overlap < nd:
-                continue
+            if not short:
+                most = _overlap(x, foff, flat, mark)
+                if most < nd:
+                    continue
             if nc == len(cand):
-                cand2 = np.empty(2 * nc, np.int64)
-                upper2 = np.empty(2 * nc, np.float64)
-                cand2[:nc] = cand
-                upper2[:nc] = upper
-                cand, upper = cand2, upper2
+                cand, upper = _grow(cand, nc + 1), _grow(upper, nc + 1)
             cand[nc] = x
-            upper[nc] = _fm(overlap, a, b)  # LCS <= overlap, and F grows with LCS
+            upper[nc] = _fm(most, a, b)  # LCS <= most, and F grows with LCS
+            if first < 0 or upper[nc] > upper[first]:
+                first = nc
             nc += 1
-        _mark(y, foff, flat, mark, False)
+        if not short:
+            _mark(y, foff, flat, mark, False)
         if nc == 0:
             continue
-        # Exact LCS, best upper bound first: a candidate whose bound cannot beat the best so far is skipped.
+        # Exact LCS, best upper bound first (a long text's candidates sorted; a short text's best one, then the
+        # rest as found): a candidate whose bound cannot beat the best so far is skipped.
         pm = _pattern(y, foff, tok, pmrow, pm)
         words = (a + 63) // 64
         top, top_x = score[r], best[r]
-        order = np.argsort(-upper[:nc]) if nc > 1 else np.zeros(1, np.int64)
-        for e in order:
+        order = np.argsort(-upper[:nc]) if not short and nc > 1 else cand[:0]
+        for step in range(nc):
+            if len(order):
+                e = order[step]
+            elif step == 0:
+                e = first
+            else:
+                e = step - 1 if step - 1 < first else step
             x = cand[e]
             if upper[e] < top or (upper[e] == top and x > top_x):
                 continue

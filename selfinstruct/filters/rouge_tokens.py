@@ -190,26 +190,9 @@ _CHUNK = 1 << 13
 
 @njit(cache=True, nogil=True)
 def _encode(
-    buf,
-    bstart,
-    ends,
-    same,
-    cls,
-    wkeys,
-    wvals,
-    toff,
-    data,
-    tfeat,
-    ntok,
-    rkeys,
-    rvals,
-    nrep,
-    nf,
-    count,
-    tok,
-    feat,
-    at,
-):  # noqa: ANN001
+    buf, bstart, ends, same, cls, wkeys, wvals, toff, data, tfeat, ntok, rkeys, rvals, nrep, nf, count, tok,
+    feat, at,
+):  # noqa: ANN001  # fmt: skip
     """Tokens and features of the texts (text i: `buf` from bstart[i], ends[i] - ends[i - 1] bytes) into
     tok/feat from `at` (long enough), growing the tables it is given (module doc)."""
     n_texts = len(ends)
