@@ -329,7 +329,7 @@ def test_a_whole_scan_is_decided_once():
 
 
 def test_texts_holding_the_batch_separator_tokenize_alone():
-    # Texts are cut by their end offsets, never by a separator character: NUL is just a non-word byte.
+    # Texts are cut by their offsets and byte counts, never by a separator character: NUL is just a non-word byte.
     batch = ["copy this text\x00now", "copy this text now", "\x00", "now copy this text"]  # 1, 3: F 1, 0.75
     assert ours_kept(batch, 0.7) == reference_kept(batch, 0.7) == [0, 2]
     index = RougeIndex(0.7)
