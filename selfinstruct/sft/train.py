@@ -30,7 +30,7 @@ from selfinstruct.sft.identity import CARD, FINGERPRINT, METRICS, SUMMARY
 from selfinstruct.sft.metrics import callbacks as metric_callbacks
 from selfinstruct.sft.metrics import trim_metrics
 from selfinstruct.sft.render import Renderer, load_tokenizer
-from selfinstruct.sft.save import model_card, save_student
+from selfinstruct.sft.save import model_card, save_student, write_errors
 from selfinstruct.store import write_json_atomic
 
 # The oldest transformers that trains correctly with our defaults, found by running tests/sft/test_train.py
@@ -312,7 +312,8 @@ def train(
     # With tqdm off the Trainer prints every log dict to stdout; metrics.jsonl and `progress` have them, and
     # stdout belongs to the CLI (`--json` prints exactly one object).
     trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=last)
+    with write_errors(out):
+        trainer.train(resume_from_checkpoint=last)
     if val_rows:
         trainer.evaluate()  # the final eval loss, logged to metrics.jsonl like the others
 
@@ -343,7 +344,7 @@ def train(
         adapter_only=config.lora is not None and not config.lora.merge,
         resumed_from=last,
     )
-    with signals.critical():
+    with signals.critical(), write_errors(out):
         before = identity.snapshot(out)
         eos = save_student(trainer, tokenizer, renderer, out, base=model_path, lora=config.lora)
         if args.should_save:
