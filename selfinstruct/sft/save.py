@@ -66,10 +66,11 @@ def _write_failure(e: Exception, out: Path) -> int | None:
         return int(found.group(1)) if found else errno.EIO
     if not isinstance(e, RuntimeError) or not ("PytorchStreamWriter" in msg or "unexpected pos" in msg):
         return None
-    # torch drops the errno; the two causes that are not a failing disk can be told from here.
-    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
-        return errno.EFBIG
-    return errno.ENOSPC if shutil.disk_usage(out).free < 64 << 20 else errno.EIO
+    # torch drops the errno; a full disk and a file size limit can be told from here, anything else cannot.
+    if shutil.disk_usage(out).free < 64 << 20:
+        return errno.ENOSPC
+    limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    return errno.EFBIG if limited else errno.EIO
 
 
 def _stop_at(model: Any, renderer: Renderer) -> list[int]:
