@@ -155,8 +155,8 @@ def test_fresh_and_force_flags_on_a_different_run(tmp_path, tiny_llama, alpaca_s
 def test_a_failed_checkpoint_write_is_one_line_and_the_next_run_finishes(
     tmp_path, tiny_llama, alpaca_small, writer
 ):
-    """A full disk, produced for real with a file size limit: the weights (safetensors) or the optimizer state
-    (torch.save, about twice their size) cannot be written. Each library raises its own exception with pages of
+    """A write that fails for real, a file size limit standing in for a full disk: the weights (safetensors) or
+    the optimizer state (torch.save, about twice their size) cannot be written. Each library raises its own exception with pages of
     C++ or Rust detail; the user gets one line naming the folder, and the run after it finishes."""
     import resource
     import signal
