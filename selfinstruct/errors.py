@@ -1,7 +1,16 @@
-"""One exception type for problems a user can fix; the CLI prints it as one red line, never a traceback."""
+"""One exception type for problems a user can fix; the CLI prints it as one red line, never a traceback. Failed
+writes of model weights, which torch and safetensors raise as their own exceptions, become the OSError they are
+(also one line)."""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import resource
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -19,3 +28,34 @@ class InputError(SelfInstructError):
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")
+
+
+@contextmanager
+def write_errors(folder: str | Path) -> Iterator[None]:
+    """A failed write of model weights or optimizer state (a full disk, a file size limit) comes out of
+    safetensors and torch as their own exceptions, with pages of Rust or C++ detail; re-raise it as the OSError
+    it is, which the CLI shows as one line naming `folder`."""
+    try:
+        yield
+    except Exception as e:
+        code = _write_failure(e, Path(folder))
+        if code is None:
+            raise
+        raise OSError(code, f"could not write a checkpoint: {os.strerror(code).lower()}", str(folder)) from e
+
+
+def _write_failure(e: Exception, folder: Path) -> int | None:
+    """The errno of a failed weight write, or None when `e` is something else."""
+    msg = str(e)
+    if type(e).__name__ == "SafetensorError" and "I/O error" in msg:
+        found = re.search(r"os error (\d+)", msg)
+        return int(found.group(1)) if found else errno.EIO
+    if not isinstance(e, RuntimeError) or not ("PytorchStreamWriter" in msg or "unexpected pos" in msg):
+        return None
+    # torch drops the errno; a full disk and a file size limit can be told from here, anything else cannot.
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if shutil.disk_usage(folder).free < 64 << 20:
+        return errno.ENOSPC
+    limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    return errno.EFBIG if limited else errno.EIO

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfinstruct.errors import SelfInstructError
+from selfinstruct.errors import SelfInstructError, write_errors
 
 MODEL_DIR_ENV = "SELFINSTRUCT_MODEL_DIR"
 DEFAULT_MODEL_DIR = Path("data/models/smollm2-135m-instruct")
@@ -190,8 +190,13 @@ def prepare(out_dir: str | Path | None = None, *, force: bool = False, name: str
     # ("The capital of France is France. The The The ..."), so the flag is carried over by hand.
     if _gguf_flag(gguf, "tokenizer.ggml.add_bos_token"):
         tokenizer.add_bos_token = True
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        with write_errors(out):
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
+        raise
     shutil.rmtree(tmp / "gguf", ignore_errors=True)
     _verify(
         tmp, chat=src.chat, bos=tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None

@@ -130,3 +130,30 @@ def test_cli_prepare_names_the_licence(gemma):
     assert "Gemma Terms of Use" in res.stderr and '"created": false' in res.stdout
     res = CliRunner().invoke(app, ["model", "prepare", "--name", "llama-7b"])
     assert res.exit_code == 1 and "`--name` must be one of smollm2-135m-instruct, gemma3-270m" in res.stderr
+
+
+def test_a_failed_write_while_preparing_is_one_line_and_leaves_no_partial_checkpoint(tmp_path):
+    """A write that fails for real (a 50 MB file size limit standing in for a full disk: the weights are about
+    540 MB) ends `model prepare` with one line naming the folder, and the half-built checkpoint is removed."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files() -> (
+        None
+    ):  # runs in the child: a write past the limit fails with EFBIG instead of a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50 << 20, 50 << 20))
+
+    out = tmp_path / "model"
+    res = subprocess.run(
+        [sys.executable, "-m", "selfinstruct", "model", "prepare", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, preexec_fn=small_files,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert (
+        res.stderr.strip().splitlines()[-1] == f"error: {out}: could not write a checkpoint: file too large"
+    )
+    assert "Traceback" not in res.stderr and "│" not in res.stderr, res.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []

@@ -7,13 +7,6 @@ Every process calls `save_student` (a sharded save needs them all); only the mai
 
 from __future__ import annotations
 
-import errno
-import os
-import re
-import resource
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,35 +35,6 @@ def save_student(
         merged.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
     return eos
-
-
-@contextmanager
-def write_errors(out: Path) -> Iterator[None]:
-    """A failed write of weights or optimizer state (a full disk, a file size limit) comes out of safetensors and
-    torch as their own exceptions, with pages of Rust or C++ detail; re-raise it as the OSError it is, which the
-    CLI shows as one line naming the folder. A checkpoint cut off this way is never resumed from (`complete`)."""
-    try:
-        yield
-    except Exception as e:
-        code = _write_failure(e, out)
-        if code is None:
-            raise
-        raise OSError(code, f"could not write a checkpoint: {os.strerror(code).lower()}", str(out)) from e
-
-
-def _write_failure(e: Exception, out: Path) -> int | None:
-    """The errno of a failed checkpoint write, or None when `e` is something else."""
-    msg = str(e)
-    if type(e).__name__ == "SafetensorError" and "I/O error" in msg:
-        found = re.search(r"os error (\d+)", msg)
-        return int(found.group(1)) if found else errno.EIO
-    if not isinstance(e, RuntimeError) or not ("PytorchStreamWriter" in msg or "unexpected pos" in msg):
-        return None
-    # torch drops the errno; a full disk and a file size limit can be told from here, anything else cannot.
-    if shutil.disk_usage(out).free < 64 << 20:
-        return errno.ENOSPC
-    limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
-    return errno.EFBIG if limited else errno.EIO
 
 
 def _stop_at(model: Any, renderer: Renderer) -> list[int]:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from selfinstruct import signals
-from selfinstruct.errors import SelfInstructError
+from selfinstruct.errors import SelfInstructError, write_errors
 from selfinstruct.models import default_model_dir
 from selfinstruct.schema import Example
 from selfinstruct.sft import identity
@@ -30,7 +30,7 @@ from selfinstruct.sft.identity import CARD, FINGERPRINT, METRICS, SUMMARY
 from selfinstruct.sft.metrics import callbacks as metric_callbacks
 from selfinstruct.sft.metrics import trim_metrics
 from selfinstruct.sft.render import Renderer, load_tokenizer
-from selfinstruct.sft.save import model_card, save_student, write_errors
+from selfinstruct.sft.save import model_card, save_student
 from selfinstruct.store import write_json_atomic
 
 # The oldest transformers that trains correctly with our defaults, found by running tests/sft/test_train.py
