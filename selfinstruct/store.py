@@ -99,6 +99,18 @@ def _whole_record(line: bytes) -> bool:
         return False
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """A failed write's OSError names no file (a full disk: "[Errno 28] No space left on device"); add `path`,
+    so the CLI's one line says which file."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
 class JsonlAppender:
     """Append-only JSONL writer: validate, write whole lines, flush and fsync on `sync()` and on close."""
 
@@ -112,14 +124,17 @@ class JsonlAppender:
             self._f.write(line[: len(line) // 2])
             self._f.flush()
             faults.die()
-        self._f.write(line)
+        with naming(self.path):
+            self._f.write(line)
 
     def flush(self) -> None:
-        self._f.flush()
+        with naming(self.path):
+            self._f.flush()
 
     def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with naming(self.path):
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if not self._f.closed:
@@ -138,7 +153,7 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
     """Write `path` whole or not at all: into a temp file beside it, fsynced, then renamed over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: writers never share it
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with naming(path), open(tmp, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

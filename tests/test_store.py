@@ -115,3 +115,18 @@ def test_text_with_unicode_line_breaks_stays_one_record_per_line(tmp_path):
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text(json.dumps({"instruction": odd}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert [obj for _, obj in iter_json_objects(foreign)] == [{"instruction": odd}]
+
+
+def test_a_full_disk_names_the_file_it_could_not_write():
+    """/dev/full fails every write with ENOSPC, as a full disk does; Python's error names no file, so the CLI's
+    one line said only "no space left on device" (seen in CI). The appender adds its path."""
+    import errno
+    from pathlib import Path
+
+    from selfinstruct.store import JsonlAppender
+
+    log = JsonlAppender(Path("/dev/full"))
+    log.write({"id": "t1"})
+    with pytest.raises(OSError) as caught:
+        log.sync()
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == "/dev/full"
