@@ -99,16 +99,12 @@ def _whole_record(line: bytes) -> bool:
         return False
 
 
-@contextmanager
-def naming(path: Path) -> Iterator[None]:
-    """A failed write's OSError names no file (a full disk: "[Errno 28] No space left on device"); add `path`,
-    so the CLI's one line says which file."""
-    try:
-        yield
-    except OSError as e:
-        if e.filename is None and e.errno is not None:
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
+def named(e: OSError, path: Path) -> OSError:
+    """`e` with `path` as its file when it names none (a full disk: "[Errno 28] No space left on device"), so the
+    CLI's one line says which file."""
+    if e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
 
 
 class JsonlAppender:
@@ -124,17 +120,23 @@ class JsonlAppender:
             self._f.write(line[: len(line) // 2])
             self._f.flush()
             faults.die()
-        with naming(self.path):
+        try:  # free unless it raises: this is called per record
             self._f.write(line)
+        except OSError as e:
+            raise named(e, self.path) from None
 
     def flush(self) -> None:
-        with naming(self.path):
+        try:
             self._f.flush()
+        except OSError as e:
+            raise named(e, self.path) from None
 
     def sync(self) -> None:
-        with naming(self.path):
+        try:
             self._f.flush()
             os.fsync(self._f.fileno())
+        except OSError as e:
+            raise named(e, self.path) from None
 
     def close(self) -> None:
         if not self._f.closed:
@@ -153,11 +155,14 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
     """Write `path` whole or not at all: into a temp file beside it, fsynced, then renamed over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: writers never share it
     try:
-        with naming(path), open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise named(e, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
