@@ -46,8 +46,10 @@ def write_errors(folder: str | Path) -> Iterator[None]:
 
 def _write_failure(e: Exception, folder: Path) -> int | None:
     """The errno of a failed weight write, or None when `e` is something else."""
+    from safetensors import SafetensorError  # here: only a failed write needs it
+
     msg = str(e)
-    if type(e).__name__ == "SafetensorError" and "I/O error" in msg:
+    if isinstance(e, SafetensorError) and "I/O error" in msg:
         found = re.search(r"os error (\d+)", msg)
         return int(found.group(1)) if found else errno.EIO
     if not isinstance(e, RuntimeError) or not ("PytorchStreamWriter" in msg or "unexpected pos" in msg):

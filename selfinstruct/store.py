@@ -160,11 +160,10 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise named(e, path) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, path) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

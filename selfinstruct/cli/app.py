@@ -99,10 +99,10 @@ def _usage_line(e: UsageError) -> None:
 
 class _Group(TyperGroup):
     def invoke(self, ctx):
+        collect_less()  # a run holds tens of thousands of long-lived records (selfinstruct/collect.py)
         # Every command stops cleanly on SIGINT/SIGTERM (also when SIGINT was inherited ignored): `Stopped`
         # unwinds its finally blocks, then no child process it started (vLLM engine, server) may outlive it.
         # Processes that were there before (a test session's engine, a caller's own) are not its to end.
-        collect_less()
         try:
             with owned_stop():
                 return super().invoke(ctx)

@@ -453,19 +453,20 @@ def probe(
             _mark(y, foff, flat, mark, False)
         if nc == 0:
             continue
-        # Exact LCS, best upper bound first (a long text's candidates sorted; a short text's best one, then the
-        # rest as found): a candidate whose bound cannot beat the best so far is skipped.
+        # Exact LCS, best upper bound first (a long text's candidates sorted; a short text's best one swapped to
+        # the front, the rest as found): a candidate whose bound cannot beat the best so far is skipped, so the
+        # order changes the work, never the result.
         pm = _pattern(y, foff, tok, pmrow, pm)
         words = (a + 63) // 64
         top, top_x = score[r], best[r]
-        order = np.argsort(-upper[:nc]) if not short and nc > 1 else cand[:0]
+        if short:
+            cand[0], cand[first] = cand[first], cand[0]
+            upper[0], upper[first] = upper[first], upper[0]
+            order = cand[:0]
+        else:
+            order = np.argsort(-upper[:nc])
         for step in range(nc):
-            if len(order):
-                e = order[step]
-            elif step == 0:
-                e = first
-            else:
-                e = step - 1 if step - 1 < first else step
+            e = step if short else order[step]
             x = cand[e]
             if upper[e] < top or (upper[e] == top and x > top_x):
                 continue
