@@ -262,16 +262,20 @@ def _chunk(
             continue
         p = bstart[i]
         end = p + ends[i] - (ends[i - 1] if i else 0)
-        while p < end:
-            if cls[buf[p]] == 0:
+        while True:
+            while p < end and cls[buf[p]] == 0:
                 p += 1
-                continue
+            if p == end:
+                break
             # a word of at most 8 bytes is its own key: its bytes, packed (all nonzero and below 0x80, so the
             # top bit stays 0); a longer one is keyed by its hash with the top bit set, and its bytes compared
             q = p
             packed = np.uint64(0)
-            while q < end and cls[buf[q]] != 0:
-                packed = (packed << np.uint64(8)) | np.uint64(cls[buf[q]])
+            while q < end:
+                b = np.uint64(cls[buf[q]])
+                if b == 0:
+                    break
+                packed = (packed << np.uint64(8)) | b
                 q += 1
             short = q - p <= 8
             if short:
