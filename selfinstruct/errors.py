@@ -1,6 +1,6 @@
-"""One exception type for problems a user can fix; the CLI prints it as one red line, never a traceback. Failed
-writes of model weights, which torch and safetensors raise as their own exceptions, become the OSError they are
-(also one line)."""
+"""One exception type for problems a user can fix; the CLI prints it as one red line, never a traceback. A failed
+write is an OSError (also one line) that names its file: Python's names none when the disk is full, and torch
+and safetensors raise failed weight writes as their own exceptions."""
 
 from __future__ import annotations
 
@@ -28,6 +28,23 @@ class InputError(SelfInstructError):
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")
+
+
+def named(e: OSError, path: Path) -> OSError:
+    """`e` with `path` as its file when it names none (a full disk: "[Errno 28] No space left on device"), so the
+    CLI's one line says which file."""
+    if e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised inside that names no file comes out naming `path` (see `named`)."""
+    try:
+        yield
+    except OSError as e:
+        raise named(e, path) from None
 
 
 @contextmanager

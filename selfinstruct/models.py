@@ -16,10 +16,12 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfinstruct.errors import SelfInstructError, write_errors
+from selfinstruct.errors import SelfInstructError, naming, write_errors
 
 MODEL_DIR_ENV = "SELFINSTRUCT_MODEL_DIR"
 DEFAULT_MODEL_DIR = Path("data/models/smollm2-135m-instruct")
@@ -126,7 +128,7 @@ def gguf_parts(name: str) -> list[Path]:
 def _join(parts: list[Path], out: Path, sha256: str | None) -> Path:
     """Concatenate the chunks into `out`, checking the whole file's sha256 as it is written."""
     h = hashlib.sha256()
-    with open(out, "wb") as w:
+    with naming(out), open(out, "wb") as w:
         for p in parts:
             with open(p, "rb") as r:
                 while block := r.read(1 << 22):
@@ -179,7 +181,8 @@ def prepare(out_dir: str | Path | None = None, *, force: bool = False, name: str
         gguf = parts[0]
     else:  # joined next to the checkpoint being built, removed once converted
         (tmp / "gguf").mkdir()
-        gguf = _join(parts, tmp / "gguf" / src.gguf, src.sha256)
+        with _removed_on_failed_write(tmp):
+            gguf = _join(parts, tmp / "gguf" / src.gguf, src.sha256)
     kwargs = dict(gguf_file=gguf.name, quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True))
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
@@ -190,13 +193,9 @@ def prepare(out_dir: str | Path | None = None, *, force: bool = False, name: str
     # ("The capital of France is France. The The The ..."), so the flag is carried over by hand.
     if _gguf_flag(gguf, "tokenizer.ggml.add_bos_token"):
         tokenizer.add_bos_token = True
-    try:
-        with write_errors(out):
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
-        raise
+    with _removed_on_failed_write(tmp), write_errors(out):
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "gguf", ignore_errors=True)
     _verify(
         tmp, chat=src.chat, bos=tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None
@@ -218,6 +217,17 @@ def prepare(out_dir: str | Path | None = None, *, force: bool = False, name: str
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
     return Prepared(out, True, time.perf_counter() - t0)
+
+
+@contextmanager
+def _removed_on_failed_write(folder: Path) -> Iterator[None]:
+    """A failed write (a full disk, a file size limit) removes the half-built `folder`: the disk gets its space
+    back, and the next prepare starts clean anyway."""
+    try:
+        yield
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _gguf_flag(path: Path, key: str) -> bool | None:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from selfinstruct import journal
 from selfinstruct.audit import directory_kind
-from selfinstruct.errors import SelfInstructError
+from selfinstruct.errors import SelfInstructError, named
 from selfinstruct.jsonl import dumps, first_error
 from selfinstruct.schema import Readmission, Reject, Task, utc_now
 from selfinstruct.store import (
@@ -98,12 +98,21 @@ def _pending(root: Path) -> dict[str, dict]:
 
 
 def _append(root: Path, lines: list[dict]) -> None:
-    """One write, under the file's own lock, fsynced: concurrent readmits never interleave their lines."""
-    fd = os.open(root / READMISSIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Whole lines under the file's own lock, fsynced: concurrent readmits never interleave their lines, and a
+    failed write (a full disk) is cut off again, so no half line is left for the next append to follow."""
+    path = root / READMISSIONS
+    data = memoryview("".join(dumps(line) + "\n" for line in lines).encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, "".join(dumps(line) + "\n" for line in lines).encode("utf-8"))
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            while data:  # a write near the limit of the disk or file size is short, the next one fails
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise named(e, path) from None
     finally:
         os.close(fd)
 

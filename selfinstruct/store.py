@@ -30,7 +30,7 @@ from typing import TextIO, TypeVar
 from pydantic import BaseModel
 
 from selfinstruct import faults
-from selfinstruct.errors import InputError, SelfInstructError
+from selfinstruct.errors import InputError, SelfInstructError, named
 from selfinstruct.jsonl import dumps, iter_json_objects, parse_record
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.stats import Stats
@@ -97,14 +97,6 @@ def _whole_record(line: bytes) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
-
-
-def named(e: OSError, path: Path) -> OSError:
-    """`e` with `path` as its file when it names none (a full disk: "[Errno 28] No space left on device"), so the
-    CLI's one line says which file."""
-    if e.filename is None and e.errno is not None:
-        return OSError(e.errno, e.strerror, str(path))
-    return e
 
 
 class JsonlAppender:

@@ -19,6 +19,7 @@ from selfinstruct.llm.base import Backend, Request, Sampling
 from selfinstruct.models import default_model_dir
 from selfinstruct.sft.render import inference_prompt, load_tokenizer
 from selfinstruct.sft.train import read_summary
+from selfinstruct.store import atomic_file
 
 # Evaluation only: never train on it (see shared/data/external/PROVENANCE.md).
 DEFAULT_DATA = Path("../shared/data/external/self_instruct_user_oriented_instructions.jsonl")
@@ -171,7 +172,8 @@ def evaluate(
         )
 
     answers.parent.mkdir(parents=True, exist_ok=True)
-    answers.write_text("".join(dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with atomic_file(answers) as f:
+        f.writelines(dumps(r) + "\n" for r in rows)
     return EvalReport(
         data=str(data),
         items=len(items),

@@ -4,14 +4,14 @@ curve survives a crash; on resume, rows after the checkpoint are cut (those step
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from selfinstruct import signals
-from selfinstruct.store import repair_torn_tail
+from selfinstruct.errors import naming
+from selfinstruct.store import atomic_file, repair_torn_tail
 
 
 def callbacks(metrics_path: Path, progress: Callable[[int, int, dict], None] | None) -> list[Any]:
@@ -24,7 +24,7 @@ def callbacks(metrics_path: Path, progress: Callable[[int, int, dict], None] | N
             if not state.is_world_process_zero or not logs:
                 return
             row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": round(time.time(), 3)}
-            with signals.critical(), open(metrics_path, "a", encoding="utf-8") as f:
+            with signals.critical(), naming(metrics_path), open(metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             if progress is not None:
                 progress(state.global_step, state.max_steps, logs)
@@ -46,6 +46,5 @@ def trim_metrics(path: Path, step: int) -> None:
         for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.strip() and json.loads(ln).get("step", 0) <= step
     ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        f.writelines(ln + "\n" for ln in keep)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from selfinstruct.sft.metrics import callbacks as metric_callbacks
 from selfinstruct.sft.metrics import trim_metrics
 from selfinstruct.sft.render import Renderer, load_tokenizer
 from selfinstruct.sft.save import model_card, save_student
-from selfinstruct.store import write_json_atomic
+from selfinstruct.store import atomic_file, write_json_atomic
 
 # The oldest transformers that trains correctly with our defaults, found by running tests/sft/test_train.py
 # against older releases: `train_sampling_strategy` arrived in 5.2, but 5.2.0-5.5.3 let Accelerate divide
@@ -367,9 +366,8 @@ def _write_summary(out, before, result, config, kwargs, fp, eos) -> None:
         "git_revision": identity.git_revision(),
         "files": sorted({*files, CARD}),
     }
-    tmp = out / f".{CARD}.tmp"
-    tmp.write_text(model_card(summary), encoding="utf-8")
-    os.replace(tmp, out / CARD)
+    with atomic_file(out / CARD) as f:
+        f.write(model_card(summary))
     write_json_atomic(out / SUMMARY, summary)
 
 
