@@ -51,10 +51,13 @@ def _refs(model: str, base: str | None, *, need_base: bool):
     """The student's and base's ModelRefs; the base defaults to the student's own, from its sft.json."""
     from selfinstruct.errors import SelfInstructError
     from selfinstruct.evaluation.answers import model_ref
+    from selfinstruct.llm.checkpoint import refuse_unservable
     from selfinstruct.sft.train import read_summary
 
     if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
         raise SelfInstructError(f"`--model` {model} is not a Hugging Face checkpoint (no config.json)")
+    if Path(model).is_dir():
+        refuse_unservable(model)  # before the base's engine runs, not after
     if base is None and Path(model).is_dir():
         summary = read_summary(model)
         base = summary["result"]["base_model"] if summary else None

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from selfinstruct.errors import SelfInstructError
 from selfinstruct.llm.base import Backend
 from selfinstruct.llm.config import OpenAIConfig, VLLMConfig
 
@@ -22,17 +21,6 @@ def fit_context(path: str, wanted: int | None) -> int | None:
         if isinstance(positions, int):
             return min(wanted, positions)
     return wanted
-
-
-def refuse_adapter_only(path: str) -> None:
-    """A LoRA student saved unmerged holds an adapter, not a model: vLLM would fail on it with a long traceback.
-    Refuse with the setting to change instead."""
-    d = Path(path)
-    if (d / "adapter_config.json").is_file() and not (d / "config.json").is_file():
-        raise SelfInstructError(
-            f"{d}: holds a LoRA adapter without merged weights (sft `lora.merge: false`); "
-            "train with `lora.merge: true` to evaluate or serve it"
-        )
 
 
 class EngineSlot:
@@ -66,7 +54,6 @@ class EngineSlot:
             self.on_start(model)
         cfg = self.config
         if isinstance(cfg, VLLMConfig):
-            refuse_adapter_only(model)
             cfg = cfg.model_copy(
                 update={"model": model, "max_model_len": fit_context(model, cfg.max_model_len)}
             )

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from selfinstruct.errors import SelfInstructError
+from selfinstruct.llm.checkpoint import refuse_unservable
 from selfinstruct.llm.vllm_engine import on_cpu
 
 ENTRY = "vllm.entrypoints.openai.api_server"
@@ -125,9 +126,7 @@ def launch(
     model = Path(model)
     if not model.is_dir():
         raise SelfInstructError(f"model directory {model} does not exist (run `selfinstruct model prepare`)")
-    from selfinstruct.evaluation.backends import refuse_adapter_only
-
-    refuse_adapter_only(str(model))
+    refuse_unservable(str(model))
     if port:
         _check_port_free(host, port)
     else:

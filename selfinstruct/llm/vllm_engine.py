@@ -24,6 +24,7 @@ from typing import Any
 
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.llm.base import Completion, Request, Sampling
+from selfinstruct.llm.checkpoint import refuse_unservable
 from selfinstruct.llm.config import VLLMConfig
 from selfinstruct.models import default_model_dir
 
@@ -81,6 +82,8 @@ class VLLMBackend:
                 f"model directory {model} does not exist "
                 "(run `selfinstruct model prepare` for the embedded one)"
             )
+        if Path(model).expanduser().is_dir():
+            refuse_unservable(str(Path(model).expanduser()))
         if cfg.kv_cache_gib is not None:
             # Read by vLLM's CPU worker (a spawned process that inherits our environment); an explicit
             # setting by the user wins. Ignored on GPU.

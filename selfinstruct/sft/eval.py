@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import dumps, iter_json_objects
 from selfinstruct.llm.base import Backend, Request, Sampling
+from selfinstruct.llm.checkpoint import refuse_unservable
 from selfinstruct.models import default_model_dir
 from selfinstruct.sft.render import inference_prompt, load_tokenizer
 from selfinstruct.sft.train import read_summary
@@ -118,6 +119,7 @@ def evaluate(
     student = Path(student)
     if not (student / "config.json").is_file():
         raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
+    refuse_unservable(str(student))  # before the base's engine runs, not after
     summary = read_summary(student)
     if base is None:
         base = summary["result"]["base_model"] if summary else default_model_dir()
