@@ -219,6 +219,11 @@ def train(
     t0 = time.perf_counter()
     out = Path(out)
     model_path = str(config.model or default_model_dir())
+    if not Path(model_path).is_dir():
+        raise SelfInstructError(
+            f"`model` {model_path} does not exist (run `selfinstruct model prepare` for the embedded one; "
+            "a relative path is read from the current directory)"
+        )
     if not Path(model_path, "config.json").is_file():
         raise SelfInstructError(f"`model` {model_path} is not a Hugging Face checkpoint (no config.json)")
     model_path = str(Path(model_path).resolve())  # sft.json records it; eval may run from another directory

@@ -85,6 +85,13 @@ def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
     )
     res = runner.invoke(app, ["eval", "rouge", "--model", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "is not a Hugging Face checkpoint" in res.stderr
+    res = runner.invoke(
+        app, ["train", "-d", str(data), "-m", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]
+    )
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: `model` {tmp_path / 'missing'} does not exist (run `selfinstruct model prepare` for the embedded "
+        "one; a relative path is read from the current directory)"
+    )
 
 
 def test_settings_print_as_text_with_their_source(tmp_path):
