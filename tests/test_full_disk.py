@@ -1,28 +1,12 @@
 """A write that fails for lack of room names its file. Python's OSError from a failed write or close names none
 (a full disk reads "[Errno 28] No space left on device"), so the CLI's one line would not say which file. Each
-case writes for real in a child process under a 1 MB file size limit (EFBIG, as a full disk gives ENOSPC)."""
+case writes for real in a child process under a 1 MB file size limit (tests/filelimit.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-LIMIT = """
-import resource, signal
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-"""
+from filelimit import failed_write
 
 BIG = "'x' * (2 << 20)"
-
-
-def _failed_write(body: str) -> list[str]:
-    """Run `body` under the limit; the errno and file name of the OSError it raised."""
-    script = LIMIT + "try:\n" + "".join(f"    {ln}\n" for ln in body.strip().splitlines())
-    script += "except OSError as e:\n    print(e.errno, e.filename)\n"
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.split()
 
 
 def test_the_training_log_names_its_file(tmp_path):
@@ -34,7 +18,7 @@ from selfinstruct.sft.metrics import callbacks
 state = SimpleNamespace(is_world_process_zero=True, global_step=1, epoch=0.1)
 callbacks(Path({str(metrics)!r}), None)[0].on_log(None, state, None, logs={{"note": {BIG}}})
 """
-    assert _failed_write(body) == ["27", str(metrics)]
+    assert failed_write(body) == ["27", str(metrics)]
 
 
 def test_trimming_the_training_log_names_it_and_keeps_it_whole(tmp_path):
@@ -46,7 +30,7 @@ from pathlib import Path
 from selfinstruct.sft.metrics import trim_metrics
 trim_metrics(Path({str(metrics)!r}), 6)
 """
-    assert _failed_write(body) == ["27", str(metrics)]
+    assert failed_write(body) == ["27", str(metrics)]
     assert metrics.read_text() == rows and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
 
 
@@ -58,7 +42,7 @@ from pathlib import Path
 from selfinstruct.readmit import _append
 _append(Path({str(tmp_path)!r}), [{{"note": {BIG}}}])
 """
-    assert _failed_write(body) == ["27", str(tmp_path / READMISSIONS)]
+    assert failed_write(body) == ["27", str(tmp_path / READMISSIONS)]
     assert (tmp_path / READMISSIONS).read_bytes() == b""  # the part that fitted was cut off again
 
 
@@ -72,4 +56,20 @@ from pathlib import Path
 from selfinstruct.models import _join
 _join([Path(p) for p in {[str(p) for p in parts]!r}], Path({str(out)!r}), None)
 """
-    assert _failed_write(body) == ["27", str(out)]
+    assert failed_write(body) == ["27", str(out)]
+
+
+def test_a_failed_atomic_write_names_the_file_and_leaves_no_temp_file(tmp_path):
+    """Replacing a manifest-like file: the error names the target, the old file stays whole and no temp file is
+    left beside it."""
+    target = tmp_path / "manifest.json"
+    target.write_text('{"old": true}\n')
+    body = f"""
+from pathlib import Path
+from selfinstruct.store import write_json_atomic
+write_json_atomic(Path({str(target)!r}), {{"big": {BIG}}})
+"""
+    assert failed_write(body) == ["27", str(target)]
+    assert target.read_text() == '{"old": true}\n' and [p.name for p in tmp_path.iterdir()] == [
+        "manifest.json"
+    ]

@@ -166,7 +166,7 @@ def test_kill_nine_anywhere_then_resume_ends_like_an_uninterrupted_run(tmp_path,
 def test_a_full_disk_mid_run_is_one_line_and_the_resume_ends_like_an_uninterrupted_run(tmp_path, server):
     """The journal hits a real file size limit (EFBIG, as a full disk gives ENOSPC) mid-round: the run stops
     with one line naming the file; with room again, the resume ends where the uninterrupted run ends."""
-    import resource
+    from filelimit import small_files
 
     recipe = recipe_file(tmp_path, server.url, target=150, round_size=8)
     straight = tmp_path / "straight"
@@ -175,13 +175,11 @@ def test_a_full_disk_mid_run_is_one_line_and_the_resume_ends_like_an_uninterrupt
     assert proc.returncode == 0, log[-3000:]
     assert (straight / "journal.jsonl").stat().st_size > 300_000  # the limit below falls mid-run
 
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-
     out = tmp_path / "full"
     cmd = [sys.executable, "-m", "selfinstruct", "generate", str(recipe), "--out", str(out)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    res = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=small_files(100_000)
+    )
     assert res.returncode == 1, res.stderr[-3000:]
     assert res.stderr.strip().splitlines()[-1] == f"error: {out / 'journal.jsonl'}: file too large"
     assert "Traceback" not in res.stderr

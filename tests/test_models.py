@@ -137,23 +137,17 @@ def test_a_failed_write_while_preparing_is_one_line_and_leaves_no_partial_checkp
     """A write that fails for real (a 50 MB file size limit standing in for a full disk: the weights are about
     540 MB, Gemma's joined GGUF 242 MB) ends `model prepare` with one line naming the folder or the file, and
     the half-built checkpoint is removed."""
-    import resource
-    import signal
     import subprocess
     import sys
 
-    from selfinstruct.models import SOURCES
+    from filelimit import small_files
 
-    def small_files() -> (
-        None
-    ):  # runs in the child: a write past the limit fails with EFBIG instead of a signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50 << 20, 50 << 20))
+    from selfinstruct.models import SOURCES
 
     out = tmp_path / "model"
     res = subprocess.run(
         [sys.executable, "-m", "selfinstruct", "model", "prepare", "--name", name, "--out", str(out)],
-        capture_output=True, text=True, timeout=300, preexec_fn=small_files,
+        capture_output=True, text=True, timeout=300, preexec_fn=small_files(50 << 20),
     )  # fmt: skip
     assert res.returncode == 1, res.stderr[-3000:]
     failed = (

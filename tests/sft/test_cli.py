@@ -163,26 +163,23 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_next_run_finishes(
     tmp_path, tiny_llama, alpaca_small, writer
 ):
     """A write that fails for real, a file size limit standing in for a full disk: the weights (safetensors) or
-    the optimizer state (torch.save, about twice their size) cannot be written. Each library raises its own exception with pages of
-    C++ or Rust detail; the user gets one line naming the folder, and the run after it finishes."""
-    import resource
-    import signal
+    the optimizer state (torch.save, about twice their size) cannot be written. Each library raises its own
+    exception with pages of C++ or Rust detail; the user gets one line naming the folder, and the run after it
+    finishes."""
     import subprocess
     import sys
 
+    from filelimit import small_files
+
     weights = (tiny_llama / "model.safetensors").stat().st_size
     limit = weights // 2 if writer == "safetensors" else weights + (64 << 10)
-
-    def small_files() -> None:  # runs in the child: a write past `limit` fails with EFBIG instead of a signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     cfg = tmp_path / "sft.yaml"
     cfg.write_text(FAST + "  save_steps: 1\n")
     out = tmp_path / "student"
     cmd = [sys.executable, "-m", "selfinstruct", "train", "-d", str(alpaca_small), "-m", str(tiny_llama),
            "-o", str(out), "-c", str(cfg), "--max-steps", "2"]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=small_files(limit))
     assert res.returncode == 1, res.stderr[-3000:]
     assert (
         res.stderr.strip().splitlines()[-1] == f"error: {out}: could not write a checkpoint: file too large"
