@@ -30,7 +30,7 @@ from typing import TextIO, TypeVar
 from pydantic import BaseModel
 
 from selfinstruct import faults
-from selfinstruct.errors import InputError, SelfInstructError, named
+from selfinstruct.errors import InputError, SelfInstructError, named, naming
 from selfinstruct.jsonl import dumps, iter_json_objects, parse_record
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.stats import Stats
@@ -118,17 +118,13 @@ class JsonlAppender:
             raise named(e, self.path) from None
 
     def flush(self) -> None:
-        try:
+        with naming(self.path):
             self._f.flush()
-        except OSError as e:
-            raise named(e, self.path) from None
 
     def sync(self) -> None:
-        try:
+        with naming(self.path):
             self._f.flush()
             os.fsync(self._f.fileno())
-        except OSError as e:
-            raise named(e, self.path) from None
 
     def close(self) -> None:
         if not self._f.closed:
