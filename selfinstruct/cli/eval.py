@@ -51,7 +51,7 @@ def _refs(model: str, base: str | None, *, need_base: bool):
     """The student's and base's ModelRefs; the base defaults to the student's own, from its sft.json."""
     from selfinstruct.errors import SelfInstructError
     from selfinstruct.evaluation.answers import model_ref
-    from selfinstruct.llm.checkpoint import refuse_unservable
+    from selfinstruct.modeldir import refuse_unservable
     from selfinstruct.sft.train import read_summary
 
     if Path(model).is_dir() and not (Path(model) / "config.json").is_file():

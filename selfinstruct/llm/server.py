@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.llm.checkpoint import refuse_unservable
 from selfinstruct.llm.vllm_engine import on_cpu
+from selfinstruct.modeldir import refuse_unservable, require_dir
 
 ENTRY = "vllm.entrypoints.openai.api_server"
 
@@ -124,8 +124,7 @@ def launch(
     """Start the server and return once `/health` answers 200; raises `SelfInstructError` with the tail of the
     server's log if it exits or does not come up within `startup_timeout_s`. The caller must `stop()` it."""
     model = Path(model)
-    if not model.is_dir():
-        raise SelfInstructError(f"model directory {model} does not exist (run `selfinstruct model prepare`)")
+    require_dir(model)
     refuse_unservable(str(model))
     if port:
         _check_port_free(host, port)

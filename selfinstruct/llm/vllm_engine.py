@@ -24,8 +24,8 @@ from typing import Any
 
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.llm.base import Completion, Request, Sampling
-from selfinstruct.llm.checkpoint import refuse_unservable
 from selfinstruct.llm.config import VLLMConfig
+from selfinstruct.modeldir import refuse_unservable, require_dir
 from selfinstruct.models import default_model_dir
 
 
@@ -77,11 +77,8 @@ class VLLMBackend:
         self.llm = None  # the `vllm.LLM`, public for callers that need the raw engine (the benchmark)
         self._extra_sampling = dict(cfg.extra_sampling)
         looks_local = model.startswith((".", "/", "~")) or os.sep in model and Path(model).parent.exists()
-        if looks_local and not Path(model).expanduser().is_dir():
-            raise SelfInstructError(
-                f"model directory {model} does not exist "
-                "(run `selfinstruct model prepare` for the embedded one)"
-            )
+        if looks_local:
+            require_dir(model)
         if Path(model).expanduser().is_dir():
             refuse_unservable(str(Path(model).expanduser()))
         if cfg.kv_cache_gib is not None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import dumps, iter_json_objects
 from selfinstruct.llm.base import Backend, Request, Sampling
-from selfinstruct.llm.checkpoint import refuse_unservable
+from selfinstruct.modeldir import refuse_unservable
 from selfinstruct.models import default_model_dir
 from selfinstruct.sft.render import inference_prompt, load_tokenizer
 from selfinstruct.sft.train import read_summary

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from selfinstruct import signals
 from selfinstruct.errors import SelfInstructError, write_errors
+from selfinstruct.modeldir import require_dir
 from selfinstruct.models import default_model_dir
 from selfinstruct.schema import Example
 from selfinstruct.sft import identity
@@ -219,11 +220,7 @@ def train(
     t0 = time.perf_counter()
     out = Path(out)
     model_path = str(config.model or default_model_dir())
-    if not Path(model_path).is_dir():
-        raise SelfInstructError(
-            f"`model` {model_path} does not exist (run `selfinstruct model prepare` for the embedded one; "
-            "a relative path is read from the current directory)"
-        )
+    require_dir(model_path)
     if not Path(model_path, "config.json").is_file():
         raise SelfInstructError(f"`model` {model_path} is not a Hugging Face checkpoint (no config.json)")
     model_path = str(Path(model_path).resolve())  # sft.json records it; eval may run from another directory

@@ -89,7 +89,7 @@ def test_bad_input_is_one_red_line(tmp_path, tiny_llama):
         app, ["train", "-d", str(data), "-m", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]
     )
     assert res.stderr.strip().splitlines()[-1] == (
-        f"error: `model` {tmp_path / 'missing'} does not exist (run `selfinstruct model prepare` for the embedded "
+        f"error: model directory {tmp_path / 'missing'} does not exist (run `selfinstruct model prepare` for the embedded "
         "one; a relative path is read from the current directory)"
     )
 

@@ -9,6 +9,15 @@ from pathlib import Path
 from selfinstruct.errors import SelfInstructError
 
 
+def require_dir(path: str | Path) -> None:
+    """A model directory that is not there, with how to get the embedded one (the default path is relative)."""
+    if not Path(path).expanduser().is_dir():
+        raise SelfInstructError(
+            f"model directory {path} does not exist (run `selfinstruct model prepare` for the embedded one; "
+            "a relative path is read from the current directory)"
+        )
+
+
 def refuse_unservable(path: str) -> None:
     """Models vLLM's workers would fail on with pages of tracebacks, refused with one line that says what to do
     instead: a LoRA student saved unmerged (an adapter, not a model), and weights cut short (a full disk or a
