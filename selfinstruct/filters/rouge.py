@@ -198,6 +198,7 @@ class RougeIndex:
         self._mark = np.zeros(1024, np.bool_)  # per feature
         self._count = np.zeros(1024, np.int32)  # per slot
         self._pmrow = np.full(1024, -1, np.int32)  # per token
+        self._bits = np.zeros(1024, np.uint64)  # per token
         self._open: RougeScan | None = None  # the latest scan; earlier ones can no longer decide
 
     # ------------------------------------------------------------------------------------------------------
@@ -254,6 +255,7 @@ class RougeIndex:
             self._next_new_rank -= nf - nf0
             self._mark = grown(self._mark, nf)
         self._pmrow = grown(self._pmrow, self._vocab.ntok, -1)
+        self._bits = grown(self._bits, self._vocab.ntok)
         self._count = grown(self._count, end)
         self._lens = grown(self._lens, end)
         self._foff = grown(self._foff, end + 1)
@@ -402,7 +404,7 @@ class RougeIndex:
         probe(
             lo, hi, self._plen, self._rank, shift, *big, self._jhead, self._jnext, self._pslot, self._lens,
             self._flat, self._foff, self._tok, self._bmin, self._bmax, float(self.level), _K, _EPS, self._mark,
-            self._count, self._pmrow, self._same, self._alive, self._last_alive,
+            self._count, self._pmrow, self._bits, self._same, self._alive, self._last_alive,
             self._dbest, self._dscore, best, score,
         )  # fmt: skip
 
@@ -413,7 +415,7 @@ class RougeIndex:
         self._windows(int(self._lens[x]))  # probes cover their texts' lengths; an admit never probed may not
         reverse(
             x, lo, hi, base, self._lens, self._flat, self._foff, self._tok, self._bmin, self._bmax,
-            float(self.level), _EPS, self._mark, self._pmrow, best, score,
+            float(self.level), _EPS, self._mark, self._pmrow, self._bits, best, score,
         )  # fmt: skip
 
 
