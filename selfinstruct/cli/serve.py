@@ -38,10 +38,13 @@ def serve(
     from selfinstruct.models import default_model_dir
 
     model = model or default_model_dir()
-    console.print(
-        plain(f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", None),
-        soft_wrap=True,
-    )
+
+    def starting(port: int) -> None:  # once the model and the port passed their checks: none is refused after
+        console.print(
+            plain(f"starting vLLM for {model} on {host}:{port} (about 40 s on 2 CPU cores)...", None),
+            soft_wrap=True,
+        )
+
     # SIGINT/SIGTERM raise `Stopped` (cli/app.py): start_server stops the server and its engine on the way out.
     with start_server(
         model,
@@ -51,6 +54,7 @@ def serve(
         max_model_len=max_model_len,
         log_path=log_file,
         extra_args=list(ctx.args),
+        on_start=starting,
     ) as server:
         say = lambda text, **kw: console.print(text, soft_wrap=True, highlight=False, **kw)  # noqa: E731
         say(

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +120,11 @@ def launch(
     extra_args: Sequence[str] = (),
     log_path: str | Path | None = None,
     startup_timeout_s: float = 600.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> Server:
     """Start the server and return once `/health` answers 200; raises `SelfInstructError` with the tail of the
-    server's log if it exits or does not come up within `startup_timeout_s`. The caller must `stop()` it."""
+    server's log if it exits or does not come up within `startup_timeout_s`. The caller must `stop()` it.
+    `on_start(port)` is called once the model and the port have passed their checks, as the server starts."""
     model = Path(model)
     require_dir(model)
     refuse_unservable(str(model))
@@ -130,6 +132,8 @@ def launch(
         _check_port_free(host, port)
     else:
         port = free_port(host)
+    if on_start is not None:
+        on_start(port)
     name = served_model_name or model.name
     if log_path is None:
         fd, tmp = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")

@@ -51,3 +51,14 @@ def test_a_weights_file_without_a_whole_header_is_refused(embedded_model, tmp_pa
     with pytest.raises(SelfInstructError, match=r"model\.safetensors: cut short \(4 bytes\)"):
         slot(str(student))
     assert slot.starts == 0
+
+
+def test_serve_refuses_weights_cut_short_without_announcing_a_start(embedded_model, tmp_path):
+    """`serve` said it was starting vLLM, then refused the model: its only line is now the refusal."""
+    student = _cut_short_student(embedded_model, tmp_path / "student", 4)
+    cmd = [sys.executable, "-m", "selfinstruct", "serve", "--model", str(student), "--port", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr[-3000:]
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    refusal = f"error: {student / 'model.safetensors'}: cut short"
+    assert len(lines) == 1 and lines[0].startswith(refusal), lines
