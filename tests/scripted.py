@@ -91,6 +91,9 @@ def answer(text: str, seed: int | None, raw: bool) -> str:
                 blocks.append(f"Input: {inp}\nOutput: {' '.join(rng.sample(WORDS, 6))}")
         body = "\n\nExample 2\n".join(blocks[:2]) if len(blocks) > 1 else blocks[0]
         return body
+    if "Answer in exactly two lines:\nScore:" in text:  # the rating judge: 0 for a response saying "wrong"
+        response = text.split("Response:\n", 1)[-1].split("\n\nGive the response", 1)[0]
+        return f"Score: {0 if 'wrong' in response else 5}\nReason: scripted"
     if "numbered list of tasks" in text:
         shown = re.findall(r"^\d+\. (.+)$", text, flags=re.M)
         start = int(m.group(1)) if (m := re.search(r"Number them from (\d+)", text)) else len(shown) + 1

@@ -82,12 +82,12 @@ def filter_command(
             "threshold": ifd_threshold,
             "model": None if ifd_model is None else str(ifd_model),
         }
+    if rating_threshold is not None or judge_model is not None or judge_base_url is not None:
+        config["rating"] = {"threshold": rating_threshold, "backend": _judge(judge_model, judge_base_url)}
     try:
         resolved = FilterConfig.model_validate(config)
     except ValidationError as e:
         raise SelfInstructError("filter config: {}: {}".format(*first_error(e))) from None
-    if rating_threshold is not None or judge_model is not None or judge_base_url is not None:
-        config["rating"] = {"threshold": rating_threshold, "backend": _judge(judge_model, judge_base_url)}
     if not as_json:
         notes = _notes(resolved, rouge_threshold, minhash_threshold, semantic_threshold)
         console.print(Text("filters", style="bold").append(": " + ", ".join(notes)))

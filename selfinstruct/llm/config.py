@@ -176,6 +176,11 @@ class OpenAIConfig(BaseModel):
         for url in v:
             if not re.match(r"https?://[^/\s]+", url or ""):
                 raise _must("base_urls", "a list of http(s):// URLs", url)
+            if "@" in re.match(r"https?://([^/?#]*)", url).group(1):  # not echoed: it holds a secret
+                raise ValueError(
+                    "`base_urls` must be free of credentials (user:password@): they would be written to "
+                    "manifests and logs; put the key in an environment variable named by `api_key_env`"
+                )
             out.append(url.rstrip("/"))
         if len(set(out)) != len(out):
             raise _must("base_urls", "free of duplicates", v)

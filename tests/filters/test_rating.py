@@ -127,3 +127,31 @@ def test_filter_command_judge_flags(tmp_path):
     args = ["filter", str(src), "--out", str(tmp_path / "o"), "--judge-base-url", "http://127.0.0.1:9/v1"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1 and "--judge-model" in res.output
+
+
+def test_filter_command_rates_with_the_judge_it_is_given(tmp_path):
+    """`filter --rating-threshold` built the judge's section after validating the config, so the stage never ran
+    while `--json` echoed it as applied: the judge now scores every record and the low one is a reject."""
+    import json
+
+    from scripted import ScriptedServer
+    from typer.testing import CliRunner
+
+    from selfinstruct.cli import app
+
+    src = tmp_path / "in.jsonl"
+    rows = [("Name a primary colour.", "Red."), ("Add 2 and 2.", "Five, which is wrong.")]
+    src.write_text("".join(json.dumps({"instruction": i, "input": "", "output": o}) + "\n" for i, o in rows))
+    judge = ScriptedServer()  # answers a judge prompt with 0 when the response says "wrong", else 5
+    try:
+        args = ["filter", str(src), "--out", str(tmp_path / "o"), "--filters", "heuristics", "--json"]
+        args += ["--rating-threshold", "3", "--judge-model", "scripted", "--judge-base-url", judge.url]
+        res = CliRunner().invoke(app, args)
+    finally:
+        judge.close()
+    assert res.exit_code == 0, res.output
+    assert len(judge.calls) == 2
+    kept = [json.loads(line) for line in (tmp_path / "o" / "kept.jsonl").read_text().splitlines()]
+    rejects = [json.loads(line) for line in (tmp_path / "o" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["instruction"] for r in kept] == [rows[0][0]]
+    assert [(r["reason"], r["evidence"]["score"]) for r in rejects] == [("rating_too_low", 0.0)], rejects

@@ -76,6 +76,13 @@ def test_a_pasted_key_is_refused_without_being_echoed():
     assert secret not in str(e.value)  # a config error printed to a CI log must not leak it
 
 
+def test_credentials_in_a_url_are_refused_without_being_echoed():
+    """A URL's user:password would be written to the manifest and echoed by `filter --json`."""
+    with pytest.raises(ValidationError) as e:
+        OpenAIConfig(base_urls=["http://alice:S3cret@127.0.0.1:9/v1"], model="m")
+    assert "`base_urls` must be free of credentials" in str(e.value) and "S3cret" not in str(e.value)
+
+
 def test_the_api_key_never_appears_in_config_dumps_or_reprs(monkeypatch):
     secret = "sk-test-0123456789"
     monkeypatch.setenv("SI_TEST_KEY", secret)
