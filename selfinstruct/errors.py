@@ -25,6 +25,10 @@ class InputError(SelfInstructError):
         if field is not None and len(field) > 80:  # a key is data too: a 1 MB key must not make a 1 MB line
             field = field[:79] + "…"
         self.path, self.line, self.field, self.detail = str(path), line, field, message
+        # What was read there, for a reject that keeps it (filter --skip-bad-lines): the line's text, and the
+        # object when it parsed
+        self.raw: str | None = None
+        self.record: dict | None = None
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")

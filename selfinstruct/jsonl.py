@@ -214,7 +214,7 @@ def iter_json_records(
             raise InputError(path, "file is empty", line=1)
         # The first line with content decides: `[` starts an array, anything else is JSON Lines.
         if raw.lstrip().startswith(b"["):
-            yield from _iter_array(path, raw, f, first_line=blank + 1)
+            yield from _iter_array(path, raw, f, blank + 1, bad_lines)
         else:
             lines = _chain(raw, iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""))
             yield from _iter_lines(path, lines, bad_lines, unfinished_tail, first_line=blank + 1)
@@ -254,6 +254,7 @@ def _iter_lines(
         except InputError as err:
             if bad_lines is None:
                 raise
+            err.raw = raw.removesuffix(b"\n").decode("utf-8", "replace")
             bad_lines.append(err)
 
 
@@ -287,9 +288,13 @@ def _lone_surrogate(obj: dict) -> bool:
     return False
 
 
-def _iter_array(path: Path, head: bytes, f: IO[bytes], first_line: int) -> Iterator[tuple[int, int, dict]]:
+def _iter_array(
+    path: Path, head: bytes, f: IO[bytes], first_line: int, bad_lines: list[InputError] | None = None
+) -> Iterator[tuple[int, int, dict]]:
     """Elements of a JSON array file, decoded one at a time so each error knows its element's line.
-    `head` is the array's first line, which is line `first_line` of the file."""
+    `head` is the array's first line, which is line `first_line` of the file. With `bad_lines`, an element
+    that parses but is no record (not an object, a lone surrogate) goes there; JSON that does not parse
+    raises, since the next element's start is unknown."""
     data = head + f.read(MAX_ARRAY_BYTES + 1 - len(head))
     if len(data) > MAX_ARRAY_BYTES:
         raise InputError(path, f"larger than {_size(MAX_ARRAY_BYTES)} (the limit for a JSON array file)")
@@ -306,12 +311,22 @@ def _iter_array(path: Path, head: bytes, f: IO[bytes], first_line: int) -> Itera
         if text.startswith("]", pos) and index == 0:
             pos += 1
             break
+        start = pos
         obj, pos = _decode_value(path, text, pos, line, first_line)
-        if not isinstance(obj, dict):
-            raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=line)
-        if check and _lone_surrogate(obj):
-            raise InputError(path, _SURROGATE_MESSAGE, line=line)
-        yield line, index, obj
+        err = None
+        if not isinstance(obj, dict):  # named by index, as a field error names `[i].field`
+            err = InputError(
+                path, f"expected a JSON object, got {type(obj).__name__}", line=line, field=f"[{index}]"
+            )
+        elif check and _lone_surrogate(obj):
+            err = InputError(path, _SURROGATE_MESSAGE, line=line, field=f"[{index}]")
+        if err is None:
+            yield line, index, obj
+        elif bad_lines is None:
+            raise err
+        else:
+            err.raw = text[start:pos]
+            bad_lines.append(err)
         index += 1
         pos = _WS.match(text, pos).end()
         if text.startswith(",", pos):

@@ -26,14 +26,13 @@ from typing import Any
 from selfinstruct.config import Recipe, data_view
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import sha256, stable_json
-from selfinstruct.store import KEPT, REJECTS, write_json_atomic
+from selfinstruct.store import KEPT, PIPELINE, REJECTS, write_json_atomic
 
 STAGES = ("generate", "filter", "export", "train", "eval")
-STATE = "pipeline.json"
 
 
 def _load_state(root: Path) -> dict[str, Any]:
-    path = root / STATE
+    path = root / PIPELINE
     if not path.exists():
         return {"stages": {}}
     try:
@@ -193,5 +192,5 @@ def run(
             "seconds": round(time.perf_counter() - t0, 1),
             **result,
         }
-        write_json_atomic(root / STATE, state)
+        write_json_atomic(root / PIPELINE, state)
     return {**state, "skipped": skipped}

@@ -119,6 +119,7 @@ def _iter_file(file: Path, bad_lines: list[InputError] | None) -> Iterator[tuple
         except InputError as e:
             if bad_lines is None:
                 raise
+            e.record = obj
             bad_lines.append(e)
 
 

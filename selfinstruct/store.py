@@ -47,6 +47,7 @@ LOCK = "run.lock"
 # Every file a run directory holds: no command writes its output over one of them.
 RUN_FILES = (TASKS, REJECTS, MANIFEST, TORN, JOURNAL, READMISSIONS, LOCK)
 KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside its rejects.jsonl
+PIPELINE = "pipeline.json"  # a pipeline's state, in its folder beside the run's files
 
 
 @dataclass
@@ -176,9 +177,23 @@ def check_output(out: str | Path, *, inputs: Iterable[str | Path] = (), replace:
             raise SelfInstructError(f"{out}: is this command's input; choose another output path")
     if out.name in RUN_FILES and any((out.parent / n).exists() for n in (MANIFEST, JOURNAL, LOCK)):
         raise SelfInstructError(f"{out}: is a file of the run in {out.parent}; choose another output path")
+    if out.exists() and not out.is_file():
+        raise SelfInstructError(f"{out}: is not a regular file (a device, pipe or socket); write to a file")
+    if out.exists() and (owner := _output_folder(out.parent)):
+        raise SelfInstructError(f"{out}: is a file of the {owner}; choose another output path")
     if out.exists() and not replace:
         raise SelfInstructError(f"{out}: already exists; pass --force to replace it, or choose another path")
     return out
+
+
+def _output_folder(folder: Path) -> str | None:
+    """What wrote `folder`, if one of our commands did: a filter's output (kept.jsonl beside rejects.jsonl) or
+    a pipeline's folder (pipeline.json), whose files other commands read back."""
+    if (folder / KEPT).exists() and (folder / REJECTS).exists():
+        return f"filter output in {folder}"
+    if (folder / PIPELINE).exists():
+        return f"pipeline in {folder}"
+    return None
 
 
 def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:

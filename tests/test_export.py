@@ -1,6 +1,8 @@
 """Exports load with datasets.load_dataset("json"). Run: pytest tests/test_export.py"""
 
 import json
+import os
+import stat
 
 import pytest
 from typer.testing import CliRunner
@@ -99,19 +101,32 @@ def test_a_task_file_of_ones_own_keeps_a_last_line_without_newline(tmp_path):
         (["export", "{run}", "--out", "{tmp}/link.jsonl"], "is a symbolic link"),
         (["export", "{run}", "--out", "{tmp}/mine.jsonl"], "already exists; pass --force"),
         (["audit", "{run}", "--html", "{tmp}/mine.jsonl"], "already exists; pass --force"),
+        # --force replaced these with a regular file (as root: /dev/null itself) or with the report
+        (["export", "{run}", "--out", "{tmp}/fifo", "--force"], "is not a regular file"),
+        (
+            ["audit", "{run}", "--html", "{tmp}/filtered/kept.jsonl", "--force"],
+            "is a file of the filter output",
+        ),
+        (["export", "{run}", "--out", "{tmp}/pipe/pipeline.json", "--force"], "is a file of the pipeline"),
     ],
 )
 def test_no_command_writes_over_a_run_its_input_a_link_or_a_users_file(run_dir, tmp_path, args, message):
     (tmp_path / "mine.jsonl").write_text("my own notes\n")
     (tmp_path / "target.txt").write_text("keep me\n")
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.txt")
-    files = [p for p in [*run_dir.iterdir(), *tmp_path.iterdir()] if p.is_file()]
+    os.mkfifo(tmp_path / "fifo")
+    for name, files in (("filtered", ("kept.jsonl", "rejects.jsonl")), ("pipe", ("pipeline.json",))):
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_text("{}\n")
+    files = [p for p in [*run_dir.iterdir(), *tmp_path.rglob("*")] if p.is_file()]
     before = {p: p.read_bytes() for p in files}
     argv = [a.format(run=run_dir, tmp=tmp_path) for a in args]
     res = CliRunner().invoke(app, argv)
     assert res.exit_code == 1, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert {p: p.read_bytes() for p in files} == before
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)
 
 
 def test_force_replaces_a_users_export_but_never_a_run_file(run_dir, tmp_path):

@@ -86,7 +86,7 @@ CASES = [
     seeds("truncated_array", "[" + EXAMPLE + ",", ":1: malformed JSON", "in.json"),
     seeds("array_then_garbage", "[" + EXAMPLE + "] trailing", ":1: malformed JSON (extra data", "in.json"),
     seeds("array_missing_comma", "[\n" + EXAMPLE + "\n" + EXAMPLE + "\n]", ":3: malformed JSON (expected ','", "in.json"),
-    seeds("array_non_object", "[" + EXAMPLE + ", 3]", ":1: expected a JSON object, got int", "in.json"),
+    seeds("array_non_object", "[" + EXAMPLE + ", 3]", ":1: [1]: expected a JSON object, got int", "in.json"),
     seeds("line_non_object", TASK + "\n[1, 2]\n", ":2: expected a JSON object, got list"),
     seeds("line_two_objects", TASK + " " + TASK + "\n", ":1: malformed JSON"),
     seeds("unterminated_string", TASK + '\n{"instruction": "x\n', ":2: malformed JSON"),

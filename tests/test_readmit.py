@@ -208,3 +208,12 @@ def test_a_wrong_id_leaves_a_newline_less_last_line_alone(tmp_path):
     readmit(run, ["r-flight"])  # the writer completes the line instead of cutting it
     assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
     assert not (run / "torn.log").exists()
+
+
+def test_a_readmissions_file_that_is_a_link_is_refused_not_written_through(tmp_path):
+    run = build_run(tmp_path / "run")
+    (run / "readmissions.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")  # dangling: appending created it
+    with pytest.raises(SelfInstructError, match="readmissions.jsonl: is not a regular file"):
+        readmit(run, ["r-rouge"], by="ana")
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1"]

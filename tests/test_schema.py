@@ -61,7 +61,7 @@ def test_bad_task_names_its_field(tmp_path, obj, field):
 def test_json_array_elements_report_their_line(tmp_path):
     path = tmp_path / "a.json"
     path.write_text('[\n  {"a": 1},\n  {"b": 2},\n  3\n]\n')
-    with pytest.raises(InputError, match=r"a.json:4: expected a JSON object, got int"):
+    with pytest.raises(InputError, match=r"a.json:4: \[2\]: expected a JSON object, got int"):
         list(iter_json_objects(path))
 
 

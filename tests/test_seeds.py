@@ -168,7 +168,7 @@ MALFORMED = [
         "lone_surrogate_in_array",
         "bad.json",
         '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c \\uDC00", "output": "d"}\n]\n',
-        r"3: holds half a surrogate pair \(a \\udXXX escape\): not valid Unicode",
+        r"3: \[1\]: holds half a surrogate pair \(a \\udXXX escape\): not valid Unicode",
     ),
     (
         "whole_surrogate_pair_is_fine",

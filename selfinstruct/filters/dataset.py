@@ -72,6 +72,10 @@ def filter_file(
     """Filter `path` into `out`; with IFD or rating on, kept records wait for the whole set to be scored."""
     out = Path(out)
     for name in (KEPT, REJECTS):
+        if (out / name).is_symlink():  # a dangling one too: appending would create and fill its target
+            raise SelfInstructError(f"{out / name}: is a symbolic link; choose another --out")
+        if (out / name).exists() and not (out / name).is_file():
+            raise SelfInstructError(f"{out / name}: is not a regular file; choose another --out")
         if (out / name).exists() and (out / name).stat().st_size:
             raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
@@ -208,8 +212,10 @@ def _with_original(r: Reject, original: dict) -> dict:
 def _malformed(e: InputError) -> dict:
     evidence = {"file": e.path, "line": e.line, "field": e.field, "error": e.detail}
     return Reject(
-        id=content_id("rej", e.path, str(e.line), "malformed"),
+        id=content_id("rej", e.path, str(e.line), e.field or "", "malformed"),
         stage="input",
         reason="malformed",
         evidence=evidence,
+        raw=e.raw or "",
+        record=e.record,
     ).model_dump(mode="json")

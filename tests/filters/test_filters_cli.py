@@ -97,6 +97,39 @@ def test_skip_bad_lines_records_a_malformed_reject(tmp_path):
     assert summary["malformed"] == 1 and summary["kept"] == 2
     bad = [r for r in _read(tmp_path / "o" / "rejects.jsonl") if r["reason"] == "malformed"]
     assert len(bad) == 1 and bad[0]["evidence"]["line"] == 3 and bad[0]["stage"] == "input"
+    assert bad[0]["raw"] == '{"instruction": "broken"'  # what was on the line, not only where (was "")
+
+
+def test_skip_bad_lines_keeps_each_bad_records_text_or_object(tmp_path):
+    """Every malformed reject carries what was read: a bad record's object, a non-object element's text; an
+    array's bad elements are recorded and the rest filtered, as a JSONL file's bad lines are."""
+    records = [RECORDS[0], {"instruction": None, "output": "x"}, 3, RECORDS[4]]
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(records), encoding="utf-8")  # one line: the elements share line 1
+    res = RUNNER.invoke(app, ["filter", str(src), "--out", str(tmp_path / "o"), "--skip-bad-lines", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["malformed"] == 2
+    bad = [r for r in _read(tmp_path / "o" / "rejects.jsonl") if r["reason"] == "malformed"]
+    assert [(r["evidence"]["field"], r["raw"], r["record"]) for r in bad] == [
+        ("[1].instruction", "", records[1]),
+        ("[2]", "3", None),
+    ]
+    assert len({r["id"] for r in bad}) == 2
+    assert [r["instruction"] for r in _read(tmp_path / "o" / "kept.jsonl")] == [
+        RECORDS[0]["instruction"],
+        RECORDS[4]["instruction"],
+    ]
+
+
+@pytest.mark.parametrize("name", ["kept.jsonl", "rejects.jsonl"])
+def test_refuses_an_output_that_is_a_dangling_link(tmp_path, name):
+    """Appending followed the link and created its target wherever it pointed."""
+    src = _jsonl(tmp_path / "in.jsonl", RECORDS)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / name).symlink_to(tmp_path / "elsewhere.jsonl")
+    res = RUNNER.invoke(app, ["filter", str(src), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "is a symbolic link" in res.stderr, res.output
+    assert not (tmp_path / "elsewhere.jsonl").exists()
 
 
 @pytest.mark.parametrize(
