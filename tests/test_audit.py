@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import random
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -319,6 +321,29 @@ def test_filter_output_directory(tmp_path):
     res = CliRunner().invoke(app, ["audit", str(out)])
     assert res.exit_code == 0, res.output
     assert "filter" in res.stdout and "rouge_too_similar" in res.stdout
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_that_cannot_encode_the_text_gets_whole_json_and_tables(tmp_path, encoding):
+    """PYTHONIOENCODING=ascii ended `audit --json` in a UnicodeEncodeError traceback: the JSON is escaped
+    instead (still every character), and a table prints what it cannot encode as `?`."""
+    out = tmp_path / "filtered"
+    out.mkdir()
+    text = "Write a haiku about the sea \U0001f30a and \u6d77 \u2013 quickly."
+    with JsonlAppender(out / KEPT) as f:
+        f.write({"instruction": text, "input": "", "output": "Waves \u2013 \u6d77."})
+    with JsonlAppender(out / "rejects.jsonl") as f:
+        f.write(
+            Reject(id="f1", stage="heuristics", reason="heuristics_too_short", record={"instruction": text})
+        )
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    cmd = [sys.executable, "-m", "selfinstruct", "audit", str(out), "--no-clusters"]
+    res = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert json.loads(res.stdout)["samples"][0]["rejects"][0]["instruction"] == text
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, errors="replace")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "heuristics_too_short" in res.stdout
 
 
 def test_bad_directories_are_one_line_errors(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from selfinstruct.cli.app import app
+from selfinstruct.cli.app import app, replace_unencodable
 
 # Data-flow order: the help lists commands in the order a user meets them.
 _ORDER = [
@@ -37,4 +37,5 @@ _register()
 
 
 def main() -> None:
+    replace_unencodable()
     app()

@@ -7,9 +7,11 @@ stay out of CI logs.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterable
 
 import typer
@@ -52,8 +54,21 @@ _JSON_CONTROL = str.maketrans({c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)})
 
 
 def print_json(obj) -> None:
-    """One JSON object on stdout, for machines: non-ASCII kept readable, every control character escaped."""
-    print(json.dumps(obj, ensure_ascii=False).translate(_JSON_CONTROL))
+    """One JSON object on stdout, for machines: non-ASCII kept readable where stdout takes UTF-8 (escaped, so
+    still whole, where it does not), every control character escaped."""
+    print(json.dumps(obj, ensure_ascii=not _utf8(sys.stdout)).translate(_JSON_CONTROL))
+
+
+def _utf8(stream) -> bool:
+    return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "utf-8"
+
+
+def replace_unencodable() -> None:
+    """Print what the terminal's encoding cannot hold (PYTHONIOENCODING=ascii or latin-1) as `?`: model text
+    holds any character, and a table must not end in a UnicodeEncodeError traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if not _utf8(stream) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 def has_control(value: str) -> bool:
