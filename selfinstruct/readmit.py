@@ -197,7 +197,11 @@ def take_in_now(root: Path) -> None:
         store.log(event, sync=True)
         if manifest is not None:
             entries = [*manifest.readmitted, *(Readmission.model_validate(e) for e in event["entries"])]
-            counts = {**manifest.counts, "accepted": store.counts["accepted"], "readmitted": len(entries)}
+            # the files' counts, not the manifest's: opening the store may have cut a torn line off
+            kept = {
+                k: v for k, v in manifest.counts.items() if k != "accepted" and not k.startswith("rejected")
+            }
+            counts = {**kept, **store.counts, "readmitted": len(entries)}
             store.write_manifest(
                 manifest.model_copy(update={"readmitted": entries, "counts": counts, "updated": utc_now()})
             )

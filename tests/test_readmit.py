@@ -217,3 +217,14 @@ def test_a_readmissions_file_that_is_a_link_is_refused_not_written_through(tmp_p
         readmit(run, ["r-rouge"], by="ana")
     assert not (tmp_path / "elsewhere.jsonl").exists()
     assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1"]
+
+
+def test_the_manifest_counts_what_is_on_disk_after_a_torn_line_is_cut(tmp_path):
+    """Opening the run cuts a torn last reject into torn.log; the manifest kept counting it."""
+    run = build_run(tmp_path / "run")
+    data = (run / "rejects.jsonl").read_bytes()
+    (run / "rejects.jsonl").write_bytes(data[:-30])  # the last reject (r-dupe, minhash) torn by a crash
+    readmit(run, ["r-rouge"], by="ana")
+    counts = RunManifest.model_validate_json((run / "manifest.json").read_text()).counts
+    assert len(lines(run / "rejects.jsonl")) == 5 and "rejected_minhash_near_duplicate" not in counts
+    assert (counts["rejected"], counts["accepted"], counts["readmitted"]) == (5, 1, 1), counts
