@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from selfinstruct.errors import InputError
-from selfinstruct.jsonl import dumps, read_records
+from selfinstruct.jsonl import dumps
 from selfinstruct.schema import Example, Reject, Task
+from selfinstruct.seeds import load_tasks
 from selfinstruct.store import MANIFEST, TASKS, atomic_file, check_output, read_jsonl
 
 if TYPE_CHECKING:  # the filters package imports datasketch: too slow for `--help`, which imports FORMATS
@@ -21,15 +22,16 @@ FORMATS: tuple[str, ...] = get_args(Format)
 
 
 def read_tasks(source: str | Path) -> list[Task]:
-    """Tasks from a run directory (its tasks.jsonl) or a task JSONL file. Only a run's own file may end in a
-    line still being written; in any other file the last line counts, newline or not."""
+    """Tasks from a run directory (its tasks.jsonl) or a file of records in any shape `filter` and the seeds
+    take (tasks, Self-Instruct seeds, Alpaca examples: a filter's kept.jsonl too). Only a run's own file may
+    end in a line still being written; in any other file the last line counts, newline or not."""
     path = Path(source)
     file = path / TASKS if path.is_dir() else path
     if not file.exists():
         raise InputError(file, "no such file (expected a run directory or its tasks.jsonl)")
     if (file.parent / MANIFEST).exists() or file.stat().st_size == 0:
         return list(read_jsonl(file, Task))
-    return list(read_records(file, Task))
+    return load_tasks(file)
 
 
 def user_text(example: Example) -> str:

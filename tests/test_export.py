@@ -137,3 +137,20 @@ def test_force_replaces_a_users_export_but_never_a_run_file(run_dir, tmp_path):
     assert out.read_text() != "old\n"
     res = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(run_dir / "tasks.jsonl"), "--force"])
     assert res.exit_code == 1
+
+
+def test_a_filter_output_exports_as_it_was_kept(tmp_path):
+    """`filter` keeps Alpaca records as they were; export read only task records and stopped on `id`."""
+    records = [
+        {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+        {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
+    ]
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(records), encoding="utf-8")
+    res = CliRunner().invoke(app, ["filter", str(src), "--out", str(tmp_path / "f"), "--filters", "minhash"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "train.jsonl"
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "f" / "kept.jsonl"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["instruction"], r["input"], r["output"]) for r in rows] == [tuple(r.values()) for r in records]
