@@ -369,11 +369,6 @@ def parse_record(model: type[M], obj: dict, path: str | Path, line: int) -> M:
         raise InputError(path, msg, line=line, field=field) from None
 
 
-def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
-    for line, obj in iter_json_objects(path):
-        yield parse_record(model, obj, path, line)
-
-
 # Line breaks to str.splitlines() and many other readers, yet left raw by json.dumps(ensure_ascii=False).
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from selfinstruct.errors import InputError
-from selfinstruct.jsonl import dumps, iter_json_objects, read_records
+from selfinstruct.jsonl import dumps, iter_json_objects
 from selfinstruct.schema import Example, Instance, Reject, RunManifest, Task, content_id
 from selfinstruct.stats import Stats
+from selfinstruct.store import read_jsonl
 
 
 def test_task_round_trip_through_jsonl(tmp_path):
@@ -22,7 +23,7 @@ def test_task_round_trip_through_jsonl(tmp_path):
     )
     path = tmp_path / "tasks.jsonl"
     path.write_text(dumps(task) + "\n")
-    (back,) = read_records(path, Task)
+    (back,) = read_jsonl(path, Task)
     assert back == task
     assert back.examples() == [
         Example(id="t-1#0", instruction="Name a prime number.", input="", output="7", meta={"task_id": "t-1"})
@@ -53,7 +54,7 @@ def test_bad_task_names_its_field(tmp_path, obj, field):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"id": "ok", "instruction": "fine"}) + "\n" + json.dumps(obj) + "\n")
     with pytest.raises(InputError) as e:
-        list(read_records(path, Task))
+        list(read_jsonl(path, Task))
     assert e.value.line == 2 and e.value.field == field
     assert str(e.value).startswith(f"{path}:2: {field}: ")
 
