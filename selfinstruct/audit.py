@@ -59,6 +59,7 @@ and histograms always describe the whole run.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -70,7 +71,9 @@ from selfinstruct.coverage import summary as coverage_summary
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.jsonl import iter_json_objects
 from selfinstruct.schema import Readmission, Reject
-from selfinstruct.store import KEPT, MANIFEST, REJECTS, TASKS, RunStore, read_jsonl
+from selfinstruct.store import KEPT, MANIFEST, REJECTS, TASKS, RunStore, filter_interrupted, read_jsonl
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "selfinstruct.audit/1"
 RAW_MAX = 2000
@@ -123,6 +126,12 @@ def load_run(root: str | Path) -> AuditInput:
     kind = directory_kind(root)
     rejects = list(read_jsonl(root / REJECTS, Reject))
     if kind == "filter":
+        if filter_interrupted(root):
+            log.warning(
+                "%s: the output of a filter that did not finish (stopped or killed): it covers only the records "
+                "it reached; the same `selfinstruct filter` command run again redoes it",
+                root,
+            )
         kept = _read_kept(root / KEPT)
         return AuditInput(
             str(root), kind, kept, rejects, pool_text={a.id: a.instruction for a in kept if a.instruction}
@@ -154,7 +163,7 @@ def _read_kept(path: Path) -> list[Accepted]:
     if path.stat().st_size == 0:
         return []
     out = []
-    for line, obj in iter_json_objects(path):
+    for line, obj in iter_json_objects(path, unfinished_tail=True):  # a killed filter tears a line
         try:  # the same content id `filter` gives a record, so reject evidence can name it
             rid = to_task(obj, file=path, line=line).id
         except InputError:

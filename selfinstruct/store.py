@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from selfinstruct import faults
 from selfinstruct.errors import InputError, SelfInstructError, named, naming
-from selfinstruct.jsonl import dumps, iter_json_objects, parse_record
+from selfinstruct.jsonl import dumps, iter_json_objects, parse_record, read_json
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.stats import Stats
 
@@ -48,6 +48,7 @@ LOCK = "run.lock"
 RUN_FILES = (TASKS, REJECTS, MANIFEST, TORN, JOURNAL, READMISSIONS, LOCK)
 KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside its rejects.jsonl
 PIPELINE = "pipeline.json"  # a pipeline's state, in its folder beside the run's files
+FILTERED = "filter.json"  # a filter output's state: {"input", "complete"} and, once complete, its counts
 
 
 @dataclass
@@ -194,6 +195,15 @@ def _output_folder(folder: Path) -> str | None:
     if (folder / PIPELINE).exists():
         return f"pipeline in {folder}"
     return None
+
+
+def filter_interrupted(out: Path) -> bool:
+    """Whether `out` holds the output of a filter that did not finish (killed, stopped, or its disk full)."""
+    state = out / FILTERED
+    if not state.is_file() or state.is_symlink():
+        return False
+    doc = read_json(state, FILTERED)
+    return isinstance(doc, dict) and doc.get("complete") is False
 
 
 def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:

@@ -131,7 +131,7 @@ class _Group(TyperGroup):
             )
             raise typer.Exit(1) from None
         except Stopped as e:
-            err_console.print(Text(f"stopped: {e}", style="yellow"), soft_wrap=True)
+            err_console.print(Text(str(e), style="yellow"), soft_wrap=True)  # "stopped by SIGINT"
             raise typer.Exit(e.exit_code) from None
 
     def parse_args(self, ctx, args):

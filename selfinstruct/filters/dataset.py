@@ -3,11 +3,15 @@
 Reads any shape `seeds.iter_tasks` accepts (Alpaca JSON array, JSONL of examples, Self-Instruct tasks), runs
 the chain in input order, and appends `kept.jsonl` (the original records, fields unchanged; a task-shaped
 record loses only the instances the heuristics dropped) and `rejects.jsonl` (record, stage, reason, evidence).
-Both files are append-only, flushed and fsynced after every chunk (store.JsonlAppender).
+Both files are append-only, flushed and fsynced after every chunk (store.JsonlAppender). `filter.json` says
+whether they are whole: written with "complete": false before the first record and rewritten with the counts
+at the end, so an interrupted filter's output is never taken for a finished one (`audit` says so) and the same
+command run again redoes it from the start; a finished output is never replaced.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from selfinstruct.filters.config import FilterConfig
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.seeds import iter_tasks
 from selfinstruct.stats import Stats
-from selfinstruct.store import KEPT, REJECTS, JsonlAppender
+from selfinstruct.store import FILTERED, KEPT, REJECTS, JsonlAppender, filter_interrupted, write_json_atomic
 
 _CHUNK = 4096  # records per chain call: one fsync each, and the progress step
 
@@ -71,18 +75,23 @@ def filter_file(
 ) -> FilterSummary:
     """Filter `path` into `out`; with IFD or rating on, kept records wait for the whole set to be scored."""
     out = Path(out)
-    for name in (KEPT, REJECTS):
+    redo = filter_interrupted(out)
+    for name in (KEPT, REJECTS, FILTERED):
         if (out / name).is_symlink():  # a dangling one too: appending would create and fill its target
             raise SelfInstructError(f"{out / name}: is a symbolic link; choose another --out")
         if (out / name).exists() and not (out / name).is_file():
             raise SelfInstructError(f"{out / name}: is not a regular file; choose another --out")
-        if (out / name).exists() and (out / name).stat().st_size:
+        if name != FILTERED and (out / name).exists() and (out / name).stat().st_size and not redo:
             raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
-    fresh = [out / name for name in (KEPT, REJECTS) if not (out / name).exists()]
+    fresh = [out / name for name in (KEPT, REJECTS, FILTERED) if not (out / name).exists()]
+    state = {"input": str(path), "complete": False}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        return _filter_into(
+        write_json_atomic(out / FILTERED, state)
+        for name in (KEPT, REJECTS) if redo else ():  # an interrupted filter's own lines: started again
+            os.truncate(out / name, 0)
+        summary = _filter_into(
             path, out, config, skip_bad_lines=skip_bad_lines, progress=progress, judge=judge, trusted=trusted
         )
     except InputError:  # bad input leaves nothing behind (issue 11): no half-written outputs to clean up
@@ -91,6 +100,8 @@ def filter_file(
         for p in reversed(created):
             p.rmdir()
         raise
+    write_json_atomic(out / FILTERED, {**state, "complete": True, **summary.as_dict()})
+    return summary
 
 
 def _filter_into(

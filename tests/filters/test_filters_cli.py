@@ -154,3 +154,46 @@ def test_refuses_to_append_to_existing_output(tmp_path):
     assert RUNNER.invoke(app, ["filter", str(src), "--out", str(tmp_path / "o")]).exit_code == 0
     res = RUNNER.invoke(app, ["filter", str(src), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "already exists" in res.output
+
+
+def test_a_killed_filter_is_marked_partial_and_the_same_command_redoes_it(tmp_path):
+    """Killed mid-write (a torn kept line), the output held a clean-looking prefix that `audit` counted as the
+    whole and that the same command then refused to touch. filter.json now says it did not finish, `audit`
+    warns, and the same command redoes it: the result equals a straight run's."""
+    import os
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(0)
+    words = "river violin budget glacier recipe sonnet ledger orbit lantern meadow invoice canyon".split()
+    rows = [
+        {
+            "instruction": f"Describe the {' '.join(rng.sample(words, 4))} number {i}.",
+            "input": "",
+            "output": "ok",
+        }
+        for i in range(6000)
+    ]
+    src = _jsonl(tmp_path / "in.jsonl", rows)
+    cmd = [sys.executable, "-m", "selfinstruct", "filter", str(src), "--filters", "heuristics,minhash"]
+    killed = {**os.environ, "SELFINSTRUCT_FAULT": "tear:kept.jsonl:5000"}  # in the second chunk
+    res = subprocess.run([*cmd, "--out", str(tmp_path / "o")], env=killed, capture_output=True, timeout=300)
+    assert res.returncode == -9, res.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "filter.json").read_text()) == {"input": str(src), "complete": False}
+    audit = subprocess.run([sys.executable, "-m", "selfinstruct", "audit", str(tmp_path / "o"), "--json"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert audit.returncode == 0 and "did not finish" in audit.stderr, audit.stderr[-2000:]
+
+    for out in ("o", "straight"):
+        res = subprocess.run(
+            [*cmd, "--out", str(tmp_path / out)], capture_output=True, text=True, timeout=300
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    for name in ("kept.jsonl", "rejects.jsonl"):
+        assert strip(_read(tmp_path / "o" / name)) == strip(_read(tmp_path / "straight" / name)), name
+    assert len(_read(tmp_path / "o" / "kept.jsonl")) > 5000
+    assert json.loads((tmp_path / "o" / "filter.json").read_text())["complete"] is True
+    again = subprocess.run([*cmd, "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "already exists" in again.stderr  # a finished output is never replaced
