@@ -141,6 +141,8 @@ def test_refuses_an_output_that_is_a_dangling_link(tmp_path, name):
             "`--rouge-threshold` needs the rouge filter",
         ),
         (["--minhash-threshold", "1.5"], "`threshold` must be in (0, 1], got 1.5"),
+        (["--ifd-threshold", "nan"], "ifd.threshold: Input should be a finite number"),  # NaN passed
+        (["--rouge-threshold", "inf"], "rouge.threshold: Input should be a finite number"),
     ],
 )
 def test_bad_flags_are_one_line_errors(tmp_path, args, message):
