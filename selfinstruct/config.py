@@ -21,7 +21,7 @@ from selfinstruct.yamlfile import line_of, read_yaml
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN compares False with everything
 
 
 class LoopConfig(_Section):

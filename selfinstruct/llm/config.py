@@ -41,7 +41,7 @@ class VLLMConfig(BaseModel):
     (vLLM's CPU backend: most of a NUMA node, which may refuse to start on a small machine).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["vllm"] = Field("vllm", description="Selects this backend.")
     model: str | None = Field(
@@ -134,7 +134,7 @@ class OpenAIConfig(BaseModel):
 
     # Errors carry our own "got X" where it is safe; pydantic's input echo could print a key pasted into
     # `api_key_env` (or into a URL) to a CI log.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, allow_inf_nan=False)
 
     kind: Literal["openai"] = Field("openai", description="Selects this backend.")
     base_urls: list[str] = Field(

@@ -68,6 +68,19 @@ def test_bad_values_name_the_field(section, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_refused(value):
+    """NaN compares False with every bound, so `timeout_s: .nan` and `temperature: .inf` passed validation."""
+    from selfinstruct.llm import Sampling
+
+    with pytest.raises(ValidationError, match="finite number"):
+        parse_backend_config(
+            {"kind": "openai", "base_urls": ["http://a/v1"], "model": "m", "timeout_s": value}
+        )
+    with pytest.raises(ValidationError, match="finite number"):
+        Sampling(temperature=value)
+
+
 def test_a_pasted_key_is_refused_without_being_echoed():
     secret = "sk-live-abc123-XYZ"
     with pytest.raises(ValidationError) as e:
