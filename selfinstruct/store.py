@@ -244,6 +244,23 @@ def lock_holder(root: Path) -> int | None:
         os.close(fd)
 
 
+def _refuse_foreign(root: Path) -> None:
+    """Refuse a directory whose run files are not the run's own before anything is locked, repaired or
+    appended: a link or device there would be written through (a linked run.lock truncated the file it pointed
+    to), and tasks or rejects with no sign of a run (manifest, journal, lock) are somebody else's file."""
+    for name in RUN_FILES:
+        path = root / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise SelfInstructError(f"{path}: is not a regular file; a run writes only files of its own")
+    if not any((root / n).exists() for n in (MANIFEST, JOURNAL, LOCK)):
+        for name in (TASKS, REJECTS):
+            if (root / name).exists() and (root / name).stat().st_size:
+                raise SelfInstructError(
+                    f"{root / name}: is not a run's file ({root} has no {MANIFEST}, {JOURNAL} or {LOCK}); "
+                    "give a new directory or a run's"
+                )
+
+
 def _take_lock(root: Path) -> int:
     """Hold the run's lock for as long as the returned descriptor is open (the OS drops it on any exit,
     kill -9 included, so a stale lock cannot block a resume)."""
@@ -299,6 +316,7 @@ class RunStore:
         if root.is_symlink():
             raise SelfInstructError(f"{root}: is a symbolic link; give the run directory itself")
         root.mkdir(parents=True, exist_ok=True)
+        _refuse_foreign(root)
         store = cls(root)
         store._lock = _take_lock(root)
         try:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import Instance, Reject, RunManifest, Task
 from selfinstruct.store import REJECTS, TASKS, TORN, RunStore, repair_torn_tail
 
@@ -130,3 +131,27 @@ def test_a_full_disk_names_the_file_it_could_not_write():
     with pytest.raises(OSError) as caught:
         log.sync()
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == "/dev/full"
+
+
+@pytest.mark.parametrize("name", ["run.lock", "tasks.jsonl", "rejects.jsonl", "journal.jsonl"])
+def test_a_run_file_that_is_a_link_is_refused_before_anything_is_written(tmp_path, name):
+    """A linked run.lock was truncated to a pid and a linked tasks.jsonl cut and appended to, through the link."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("my notes, no newline at the end")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / name).symlink_to(precious)
+    with pytest.raises(SelfInstructError, match=f"{name}: is not a regular file"):
+        RunStore.open(tmp_path / "run")
+    assert precious.read_text() == "my notes, no newline at the end"
+
+
+def test_a_folder_with_someone_elses_tasks_file_is_refused_untouched(tmp_path):
+    """`generate --out` on a folder holding the user's own tasks.jsonl cut its last line into torn.log, then
+    failed on its first record."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "tasks.jsonl").write_text('{"instruction": "Mine."}\n{"instruction": "Also')
+    before = (tmp_path / "mine" / "tasks.jsonl").read_bytes()
+    with pytest.raises(SelfInstructError, match="is not a run's file"):
+        RunStore.open(tmp_path / "mine")
+    assert (tmp_path / "mine" / "tasks.jsonl").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["tasks.jsonl"]
