@@ -3,6 +3,7 @@ server, a hosted API) over `/v1/chat/completions` (chat) and `/v1/completions` (
 
 What it guarantees, because a long generation run meets every kind of network trouble:
 - at most `concurrency` requests in flight per replica, each sent to the least busy replica in rotation;
+- an attempt gets `timeout_s` in all, body included; an answer over 4 MiB (`_MAX_BODY`) fails its request;
 - a failed attempt (connection error, timeout, 429, 5xx) is retried with exponential backoff and jitter, or
   after the server's Retry-After; 4xx other than 429 is the request's own fault and is not retried;
 - a replica failing `replica_max_failures` times in a row leaves the rotation for `replica_cooldown_s`;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import random
@@ -44,6 +46,11 @@ log = logging.getLogger(__name__)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs; what is left is broken
+
+# The most of one answer we read. Each answer becomes one line of rejects.jsonl or journal.jsonl, and a run with
+# a line over 16 MiB (selfinstruct.jsonl.MAX_LINE_BYTES) can no longer be read; an endless body would fill memory.
+# 4 MiB is far more than any sane completion and leaves room for a record's other fields and escaping.
+_MAX_BODY = 4 << 20
 
 
 class BackendDownError(SelfInstructError):
@@ -114,6 +121,10 @@ class OpenAIBackend:
         name = self.config.api_key_env
         key = os.environ.get(name) if name else None
         return text.replace(key, "***") if key else text
+
+    def _excerpt(self, text: str) -> str:
+        """Server text for an error message: scrubbed before it is cut, as a key cut in two would not match."""
+        return _short(self._scrub(text))
 
     # --- public -------------------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -233,7 +244,7 @@ class OpenAIBackend:
             if isinstance(res, httpx.TransportError):
                 rep.failures = self.config.replica_max_failures
                 rep.resting_until = time.monotonic() + self.config.replica_cooldown_s
-                rep.last_error = _describe(res, self.config)
+                rep.last_error = self._excerpt(_describe(res, self.config))
                 problems.append(f"{rep.url}: {rep.last_error}")
                 continue
             if isinstance(res, BaseException):
@@ -277,21 +288,34 @@ class OpenAIBackend:
     async def _attempt(
         self, client: httpx.AsyncClient, rep: _Replica, path: str, body: dict, rid: str
     ) -> _Outcome:
+        cfg = self.config
         headers = {}
         key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         try:
-            resp = await client.post(rep.url + path, json=body, headers=headers)
+            # httpx's timeouts bound each read, not the whole answer: a server sending a byte a second would
+            # never time out. asyncio.timeout, not wait_for, for the reason given in _acquire.
+            async with asyncio.timeout(cfg.timeout_s):
+                async with client.stream("POST", rep.url + path, json=body, headers=headers) as resp:
+                    content = await _read(resp)
+        except TimeoutError:
+            return _Outcome(error=f"{rep.url}: timed out after {cfg.timeout_s:g} s", retry=True, down=True)
         except httpx.TransportError as e:
-            return _Outcome(error=f"{rep.url}: {_describe(e, self.config)}", retry=True, down=True)
-        status = resp.status_code
+            return _Outcome(error=f"{rep.url}: {self._excerpt(_describe(e, cfg))}", retry=True, down=True)
+        status, too_big = resp.status_code, len(content) > _MAX_BODY
         if status == 200:
+            # Neither is retried nor held against the replica: the server did answer, and asking again costs
+            # a whole generation for an answer most likely of the same shape or size. (A body cut short is a
+            # transport error above, and is retried.)
+            if too_big:
+                return _Outcome(error=f"{rep.url}: answer larger than {_MAX_BODY >> 20} MiB")
             try:
-                return _Outcome(completion=_parse(resp.json(), path, rid))
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                return _Outcome(error=f"{rep.url}: malformed response ({type(e).__name__}: {e})")
-        detail = f"{rep.url}: HTTP {status}: {_short(resp.text)}"
+                return _Outcome(completion=_parse(json.loads(content), path, rid))
+            except (ValueError, RecursionError) as e:  # RecursionError: JSON nested too deep to decode
+                return _Outcome(error=f"{rep.url}: malformed answer: {e}")
+        text = f"(a body over {_MAX_BODY >> 20} MiB)" if too_big else content.decode("utf-8", "replace")
+        detail = f"{rep.url}: HTTP {status}: {self._excerpt(text)}"
         if status == 429 or status >= 500:
             # 429 means busy, not broken: it is retried but does not count toward taking the replica out.
             return _Outcome(error=detail, retry=True, down=status >= 500, retry_after=_retry_after(resp))
@@ -437,22 +461,49 @@ def _request_body(req: Request, model: str, extra: dict[str, Any]) -> tuple[str,
     return "/completions", body
 
 
-def _parse(data: dict[str, Any], path: str, rid: str) -> Completion:
-    choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+async def _read(resp: httpx.Response) -> bytes:
+    """The body, stopping once past `_MAX_BODY` bytes: a longer answer is refused, so the rest is not read."""
+    body = bytearray()
+    async for chunk in resp.aiter_bytes():
+        body += chunk
+        if len(body) > _MAX_BODY:
+            break
+    return bytes(body)
+
+
+def _parse(data: Any, path: str, rid: str) -> Completion:
+    """The Completion in a decoded 200 answer. Any server or proxy may send another shape; each field is
+    checked, so that such an answer fails its request with a ValueError saying what is wrong, not the run."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    _check(isinstance(choices, list) and all(isinstance(c, dict) for c in choices), "`choices` is not a list")
+    _check(all(isinstance(c.get("index", 0), int) for c in choices), "a choice's `index` is not an integer")
+    choices = sorted(choices, key=lambda c: c.get("index", 0))
     if path == "/chat/completions":
+        _check(all(isinstance(c.get("message"), dict) for c in choices), "a `message` is not an object")
         texts = [(c["message"].get("content") or "") for c in choices]
     else:
-        texts = [c["text"] for c in choices]
+        texts = [c.get("text") for c in choices]
+    _check(all(isinstance(t, str) for t in texts), "a choice's text is not a string")
+    reasons = [c.get("finish_reason") for c in choices]
+    _check(all(r is None or isinstance(r, str) for r in reasons), "a `finish_reason` is not a string")
+    usage = data.get("usage") or {}
+    _check(isinstance(usage, dict), "`usage` is not an object")
+    tokens = [usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0]
+    _check(all(isinstance(n, int) and n >= 0 for n in tokens), "a `usage` count is not a whole number")
     # JSON may carry half a surrogate pair ("\ud83d"), which no UTF-8 file, hash or shingle can hold.
     texts = [_LONE_SURROGATE.sub("\ufffd", t) for t in texts]
-    usage = data.get("usage") or {}
     return Completion(
         request_id=rid,
         texts=texts,
-        finish_reasons=[c.get("finish_reason") for c in choices],
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        finish_reasons=reasons,
+        prompt_tokens=tokens[0],
+        completion_tokens=tokens[1],
     )
+
+
+def _check(ok: bool, problem: str) -> None:
+    if not ok:
+        raise ValueError(problem)
 
 
 def _delay(attempt: int, retry_after: float | None, cfg: OpenAIConfig) -> float:
@@ -498,8 +549,8 @@ def _describe(e: httpx.TransportError, cfg: OpenAIConfig) -> str:
     if isinstance(e, httpx.TimeoutException):
         return f"timed out after {cfg.timeout_s:g} s ({type(e).__name__})"
     if isinstance(e, httpx.ConnectError):
-        return f"cannot connect ({_short(str(e)) or type(e).__name__})"
-    return f"{type(e).__name__}: {_short(str(e))}".rstrip(": ")
+        return f"cannot connect ({e or type(e).__name__})"
+    return f"{type(e).__name__}: {e}".rstrip(": ")
 
 
 def _short(text: str, limit: int = 300) -> str:

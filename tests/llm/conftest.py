@@ -13,7 +13,9 @@ import pytest
 
 from selfinstruct.llm import Request, Sampling
 
-Action = dict  # {"status": 500, "headers": {...}, "sleep": s, "body": {...}}; no body: a valid reply for 200
+# {"status": 500, "headers": {...}, "sleep": s, "body": {...} or b"sent as is", "trickle": s (one byte every s
+# seconds)}; no body: a valid reply for 200
+Action = dict
 
 
 class FakeOpenAI:
@@ -68,15 +70,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
-    def _send(self, status: int, headers: dict, payload) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, status: int, headers: dict, payload, trickle: float = 0.0) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        step = 1 if trickle else len(data) or 1
+        for i in range(0, len(data), step):
+            self.wfile.write(data[i : i + step])
+            time.sleep(trickle)
 
     def do_GET(self) -> None:
         if self.path.endswith("/models"):
@@ -94,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = action["body"]
         else:
             payload = reply(self.path, body) if status == 200 else {"error": f"scripted {status}"}
-        self._send(status, action.get("headers", {}), payload)
+        self._send(status, action.get("headers", {}), payload, action.get("trickle", 0.0))
 
 
 @pytest.fixture

@@ -180,3 +180,50 @@ def test_half_a_surrogate_pair_in_a_reply_becomes_a_replacement_character(fake_o
     [c] = backend(fake).generate([chat("hi")])
     assert c.text == "a smile \ufffd and a whole one \U0001f600"
     c.text.encode("utf-8")
+
+
+_USAGE = '{"choices": [{"index": 0, "message": {"content": "hi"}}], "usage": '  # + the usage
+MALFORMED = {  # bodies seen from hostile servers, each with the reason it must fail with
+    "message-a-string": ('{"choices": [{"index": 0, "message": "hi"}]}', "a `message` is not an object"),
+    "choice-a-number": ('{"choices": [1]}', "`choices` is not a list"),
+    "usage-a-list": (_USAGE + "[1]}", "`usage` is not an object"),
+    "count-infinity": (_USAGE + '{"prompt_tokens": Infinity}}', "a `usage` count is not a whole number"),
+    "count-1e400": (_USAGE + '{"prompt_tokens": 1e400}}', "a `usage` count is not a whole number"),
+    "cut-short": ('{"choices": [ {"index": 0, ', "Expecting property name"),
+}
+
+
+@pytest.mark.parametrize("raw, reason", MALFORMED.values(), ids=MALFORMED)
+def test_a_malformed_answer_fails_its_request_not_the_run(fake_openai, chat, raw, reason):
+    """Not retried: the server did answer, and asking again costs a generation for an answer of the same shape."""
+    fake = fake_openai(lambda body: {"body": raw.encode()} if body["messages"][0]["content"] == "bad" else {})
+    bad, good = backend(fake).generate([chat("bad"), chat("good")])
+    assert bad.error.startswith(f"failed after 1 attempt: {fake.url}: malformed answer: {reason}")
+    assert good.ok and len(fake.calls) == 2
+
+
+def test_an_answer_over_the_size_cap_fails_its_request(fake_openai, chat):
+    """Stored, a 20 MiB answer made a journal line no reader takes (16 MiB at most); an endless one fills memory."""
+    big = {"choices": [{"index": 0, "message": {"content": "x" * (5 << 20)}}]}
+    fake = fake_openai([{"body": big}])
+    [c] = backend(fake).generate([chat("hi")])
+    assert c.error == f"failed after 1 attempt: {fake.url}: answer larger than 4 MiB"
+
+
+def test_a_server_trickling_its_answer_times_out(fake_openai, chat):
+    """`timeout_s` bounds the whole attempt: a byte every 0.1 s never trips a per-read timeout."""
+    fake = fake_openai([{"trickle": 0.1}])  # a valid answer of ~150 bytes: 15 s in all
+    t0 = time.monotonic()
+    [c] = backend(fake, timeout_s=0.5, max_retries=1).generate([chat("hi")])
+    assert c.error == f"failed after 2 attempts: {fake.url}: timed out after 0.5 s"
+    assert time.monotonic() - t0 < 3
+
+
+def test_a_key_echoed_where_error_text_is_cut_does_not_leak_in_part(fake_openai, monkeypatch, chat):
+    """Error text is cut at 300 characters; cut before scrubbing, the key's head would no longer match."""
+    secret = "sk-test-not-a-real-key-42"
+    monkeypatch.setenv("SI_TEST_API_KEY", secret)
+    fake = fake_openai([{"status": 500, "body": b"E" * 278 + b"Bearer " + secret.encode()}])
+    [c] = backend(fake, api_key_env="SI_TEST_API_KEY", max_retries=0).generate([chat("hi")])
+    assert c.error.endswith("E" * 278 + "Bearer ***")
+    assert not any(secret[:n] in c.error for n in range(6, len(secret) + 1))
