@@ -6,6 +6,7 @@ SIGTERM action kills it on the spot, skipping every `finally` (so a vLLM engine 
 once; the command unwinds through its `finally` blocks (closing engines, writing the manifest) and the CLI
 boundary exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
 `reap_children()` is the last resort at that boundary: no child process of ours outlives the command.
+A kill -9 runs no code at all, so the children see to it themselves: `die_with_parent()` (module end).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -169,3 +171,33 @@ def script_boundary() -> Iterator[None]:
     except Stopped as e:
         print(e, file=sys.stderr, flush=True)
         raise SystemExit(e.exit_code) from None
+
+
+def die_with_parent(grace_s: float = 10.0) -> None:
+    """In a child process (vLLM's engine core and its workers): once the process that started it is gone, stop
+    (SIGTERM, so vLLM shuts its engine down; SIGKILL if that takes over `grace_s`). After a kill -9 of the
+    command, the engine kept gigabytes and a server its port, for good. Polled, not PR_SET_PDEATHSIG, which
+    follows the parent *thread*: it would fire when a thread that started an engine ends."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+_hooked = False
+
+
+def children_die_with_us() -> None:
+    """From now on, child processes this one starts die with it (`die_with_parent`): a forked child through an
+    at-fork hook; a spawned one (multiprocessing's spawn, as vLLM's engine core) re-imports the main module and
+    with it this package, whose __init__ starts the watch."""
+    global _hooked
+    if not _hooked:
+        os.register_at_fork(after_in_child=die_with_parent)
+        _hooked = True

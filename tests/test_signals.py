@@ -71,3 +71,44 @@ def test_a_script_in_the_boundary_stops_on_sigterm_and_leaves_no_child(tmp_path)
     assert proc.returncode == 143, err
     assert "cleanup ran" in out and "stopped by SIGTERM" in err
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+PARENT = """
+import multiprocessing as mp, sys, time
+import selfinstruct
+from selfinstruct.signals import children_die_with_us
+
+def sleep():
+    time.sleep(120)
+
+if __name__ == "__main__":
+    children_die_with_us()
+    kids = [mp.get_context(m).Process(target=sleep) for m in ("fork", "spawn")]
+    for k in kids:
+        k.start()
+    time.sleep(3)  # a spawned child's watch starts once it has imported this file again
+    print(" ".join(str(k.pid) for k in kids), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_children_die_with_a_parent_killed_outright(tmp_path):
+    """kill -9 runs no code in the killed process, and vLLM's engine core and workers (children started by
+    fork or multiprocessing's spawn) stayed alive for good, holding the engine's memory: they now end."""
+    import os
+    import signal
+
+    import psutil
+
+    (tmp_path / "parent.py").write_text(PARENT)
+    parent = subprocess.Popen(
+        [sys.executable, str(tmp_path / "parent.py")], stdout=subprocess.PIPE, text=True
+    )
+    kids = [psutil.Process(int(pid)) for pid in parent.stdout.readline().split()]
+    assert len(kids) == 2 and all(k.is_running() for k in kids)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    gone, alive = psutil.wait_procs(kids, timeout=15)
+    for k in alive:
+        k.kill()
+    assert not alive, [k.cmdline() for k in alive]

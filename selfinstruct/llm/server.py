@@ -11,12 +11,14 @@ fault tests) the whole group leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -161,6 +163,9 @@ def launch(
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            # SIGTERM to the server when this process dies, kill -9 included (it then stops its engine). Only
+            # from the main thread: the signal follows the thread that started the server, not the process.
+            preexec_fn=_term_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
     server = Server(proc, host, port, name, log_path)
     try:
@@ -169,6 +174,11 @@ def launch(
         server.stop(grace_s=5)
         raise
     return server
+
+
+def _term_with_parent() -> None:
+    """In the server's process, before exec: prctl(PR_SET_PDEATHSIG, SIGTERM)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -88,3 +88,45 @@ def test_server_killed_mid_batch(server):
     # a fresh backend (a new run) is told at once that nothing is listening any more
     with pytest.raises(BackendDownError, match="no replica reachable"):
         OpenAIBackend(server.model_name, base_urls=server.base_url).generate(reqs[:1])
+
+
+def test_serve_killed_outright_leaves_no_server_or_engine(embedded_model, tmp_path):
+    """`selfinstruct serve` killed with SIGKILL (its pid only, no code runs in it): vLLM's server, engine core
+    and worker stayed alive for good, holding the port and the engine's memory. They now stop."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from selfinstruct.llm.server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "selfinstruct", "serve", "--model", str(embedded_model), "--port", str(port)]
+    cmd += ["--max-model-len", "512", "--log-file", str(tmp_path / "vllm.log")]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    kids: list[psutil.Process] = []
+    try:
+        seen = ""
+        while "serving" not in seen:
+            line = proc.stdout.readline()
+            assert line, f"selfinstruct serve exited: {seen[-2000:]}"
+            seen += line
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        assert len(kids) >= 2  # the server and its engine core
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(kids, timeout=60)
+        assert not alive, [(k.pid, k.name()) for k in alive]
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # the port is free again
+    finally:
+        for k in kids if proc.poll() is not None else [psutil.Process(proc.pid), *kids]:
+            try:
+                k.kill()
+            except psutil.NoSuchProcess:
+                pass
