@@ -1,7 +1,7 @@
 """`python -m selfinstruct`: the same CLI. The guard matters: vLLM starts its engine in a spawned process,
 which re-imports the main module."""
 
-from selfinstruct.cli import main
+from selfinstruct.entry import main
 
 if __name__ == "__main__":
     main()

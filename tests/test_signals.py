@@ -6,10 +6,12 @@ Run: .venv/bin/pytest -q tests/test_signals.py
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from selfinstruct.cli import app
@@ -112,3 +114,20 @@ def test_children_die_with_a_parent_killed_outright(tmp_path):
     for k in alive:
         k.kill()
     assert not alive, [k.cmdline() for k in alive]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_the_command_starts_ends_it_quietly(signum):
+    """A SIGINT while the CLI was still importing printed a KeyboardInterrupt traceback (rc -2); a SIGTERM then
+    ended it with no word and rc -15. The command's first module (the console script's) now exits 128 + signal."""
+    code = f"import selfinstruct.entry, os, time; os.kill(os.getpid(), {int(signum)}); time.sleep(10)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout, res.stderr) == (128 + signum, "", "")
+
+
+def test_the_console_script_starts_at_the_entry_module():
+    """pyproject's script must point at selfinstruct.entry, or the handlers above come too late."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"selfinstruct": "selfinstruct.entry:main"}
