@@ -95,3 +95,28 @@ def test_readmitted_tasks_survive_the_final_filter_and_user_files_stay(tmp_path,
     filter_rejects = (out / "filter" / "rejects.jsonl").read_text()
     assert readmitted[0]["id"] not in filter_rejects
     assert (out / "filter" / "notes.txt").read_text() == "mine"
+
+
+def test_later_stages_refuse_a_run_another_process_is_writing(tmp_path, server):
+    """`run --stages filter,export` filtered and exported a half-written run and marked both stages finished."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    code, state = run(recipe(tmp_path, server.url), out)
+    assert code == 0, state
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from selfinstruct.store import RunStore; s = RunStore.open({str(out)!r}); "
+         "print('locked', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = (out / "pipeline.json").read_text()
+        res = CliRunner().invoke(app, ["run", str(recipe(tmp_path, server.url)), "--out", str(out),
+                                       "--stages", "filter,export", "--force"])  # fmt: skip
+        assert res.exit_code == 1 and f"pid {holder.pid}) is writing this run" in res.stderr, res.output
+        assert (out / "pipeline.json").read_text() == before
+    finally:
+        holder.kill()
+        holder.wait()
