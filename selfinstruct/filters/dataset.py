@@ -90,7 +90,8 @@ def filter_file(
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / FILTERED, state)
         for name in (KEPT, REJECTS) if redo else ():  # an interrupted filter's own lines: started again
-            os.truncate(out / name, 0)
+            if (out / name).exists():  # killed before it created them, there are none
+                os.truncate(out / name, 0)
         summary = _filter_into(
             path, out, config, skip_bad_lines=skip_bad_lines, progress=progress, judge=judge, trusted=trusted
         )

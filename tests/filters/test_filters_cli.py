@@ -199,3 +199,12 @@ def test_a_killed_filter_is_marked_partial_and_the_same_command_redoes_it(tmp_pa
     assert json.loads((tmp_path / "o" / "filter.json").read_text())["complete"] is True
     again = subprocess.run([*cmd, "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "already exists" in again.stderr  # a finished output is never replaced
+
+
+def test_a_filter_killed_before_its_first_record_is_redone(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", RECORDS)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "filter.json").write_text(json.dumps({"input": str(src), "complete": False}))
+    res = RUNNER.invoke(app, ["filter", str(src), "--out", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["records"] == len(RECORDS)
