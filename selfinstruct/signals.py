@@ -177,7 +177,9 @@ def die_with_parent(grace_s: float = 10.0) -> None:
     """In a child process (vLLM's engine core and its workers): once the process that started it is gone, stop
     (SIGTERM, so vLLM shuts its engine down; SIGKILL if that takes over `grace_s`). After a kill -9 of the
     command, the engine kept gigabytes and a server its port, for good. Polled, not PR_SET_PDEATHSIG, which
-    follows the parent *thread*: it would fire when a thread that started an engine ends."""
+    follows the parent *thread*: it would fire when a thread that started an engine ends. Started by this
+    package's __init__ in a process multiprocessing spawned (vLLM starts its engine core so): such a child runs
+    our main module again, which imports this package."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -188,16 +190,3 @@ def die_with_parent(grace_s: float = 10.0) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
-
-
-_hooked = False
-
-
-def children_die_with_us() -> None:
-    """From now on, child processes this one starts die with it (`die_with_parent`): a forked child through an
-    at-fork hook; a spawned one (multiprocessing's spawn, as vLLM's engine core) re-imports the main module and
-    with it this package, whose __init__ starts the watch."""
-    global _hooked
-    if not _hooked:
-        os.register_at_fork(after_in_child=die_with_parent)
-        _hooked = True

@@ -88,9 +88,6 @@ class VLLMBackend:
 
         from vllm import LLM
 
-        from selfinstruct.signals import children_die_with_us
-
-        children_die_with_us()  # the engine core and its workers, should this process be killed outright
         try:
             self.llm = LLM(
                 model, **cfg.model_dump(include=_ENGINE_FIELDS), **cpu_safe_engine_kwargs(cfg.engine_kwargs)
