@@ -236,9 +236,15 @@ class OpenAIBackend:
         timeout = httpx.Timeout(
             max(10.0, self.config.connect_timeout_s), connect=self.config.connect_timeout_s
         )
-        results = await asyncio.gather(
-            *(client.get(f"{r.url}/models", timeout=timeout) for r in self._replicas), return_exceptions=True
-        )
+
+        async def models(url: str) -> httpx.Response:
+            try:  # in all, as for a request (_attempt): a server trickling its answer must not hold the start
+                async with asyncio.timeout(timeout.read):
+                    return await client.get(f"{url}/models", timeout=timeout)
+            except TimeoutError:
+                raise httpx.ReadTimeout("no whole answer in time") from None
+
+        results = await asyncio.gather(*(models(r.url) for r in self._replicas), return_exceptions=True)
         reachable, problems = 0, []
         for rep, res in zip(self._replicas, results, strict=True):
             if isinstance(res, httpx.TransportError):

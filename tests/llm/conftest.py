@@ -24,6 +24,7 @@ class FakeOpenAI:
 
     def __init__(self, script: list[Action] | Callable[[dict], Action], model: str = "fake-model"):
         self.script, self.model = script, model
+        self.models_trickle = 0.0  # seconds between the bytes of the /models answer
         self.calls: list[tuple[float, str, dict, dict]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -85,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.endswith("/models"):
-            self._send(200, {}, {"object": "list", "data": [{"id": self.server.fake.model}]})
+            answer = {"object": "list", "data": [{"id": self.server.fake.model}]}
+            self._send(200, {}, answer, trickle=self.server.fake.models_trickle)
         else:
             self._send(404, {}, {"error": "no such route"})
 

@@ -219,6 +219,16 @@ def test_a_server_trickling_its_answer_times_out(fake_openai, chat):
     assert time.monotonic() - t0 < 3
 
 
+def test_a_server_trickling_its_model_list_does_not_hold_the_start(fake_openai, chat):
+    """The first check of the replicas (/models) had only httpx's per-read timeout too."""
+    fake = fake_openai([{}])
+    fake.models_trickle = 1.0  # about a minute for the whole list
+    t0 = time.monotonic()
+    with pytest.raises(BackendDownError, match="no replica reachable: .*timed out"):
+        backend(fake, connect_timeout_s=1).generate([chat("hi")])
+    assert time.monotonic() - t0 < 20  # the check's 10 s
+
+
 def test_a_key_echoed_where_error_text_is_cut_does_not_leak_in_part(fake_openai, monkeypatch, chat):
     """Error text is cut at 300 characters; cut before scrubbing, the key's head would no longer match."""
     secret = "sk-test-not-a-real-key-42"
