@@ -431,6 +431,10 @@ def audit(
     """`load_run` then `summarize`: what `selfinstruct audit` prints. `clusters` embeds the kept
     instructions (loads the semantic stage's model) to fill coverage.clusters."""
     inp = load_run(root)
+    for what, value in (("stage", stage), ("reason", reason)):
+        known = sorted({getattr(r, what) for r in inp.rejects})
+        if value is not None and value not in known:  # a typo would read as a stage that rejected nothing
+            log.warning("%s: no reject has %s %r (it has: %s)", root, what, value, ", ".join(known) or "none")
     summary = summarize(inp, stage=stage, reason=reason, limit=limit)
     if clusters:
         kept = [a for a in inp.accepted if a.instruction]

@@ -600,3 +600,14 @@ def test_audit_counts_candidates_not_lines(tmp_path):
     s = audit(tmp_path / "f")
     assert s["totals"]["records"] == 3
     assert (s["totals"]["accepted"], s["totals"]["rejected"], s["totals"]["instances_dropped"]) == (2, 1, 1)
+
+
+def test_a_stage_or_reason_the_run_does_not_have_is_said(tmp_path):
+    """`--stage bogus` printed empty tables, as for a stage that rejected nothing."""
+    run = build_run(tmp_path / "run", seed=4)
+    res = CliRunner().invoke(app, ["audit", str(run), "--stage", "rogue", "--no-clusters"])
+    assert res.exit_code == 0, res.output
+    [line] = [x for x in res.stderr.splitlines() if "warning" in x]
+    assert f"{run}: no reject has stage 'rogue' (it has: " in line and "rouge" in line
+    res = CliRunner().invoke(app, ["audit", str(run), "--stage", "rouge", "--no-clusters"])
+    assert "warning" not in res.stderr
