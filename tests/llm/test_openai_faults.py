@@ -216,7 +216,7 @@ def test_a_server_trickling_its_answer_times_out(fake_openai, chat):
     t0 = time.monotonic()
     [c] = backend(fake, timeout_s=0.5, max_retries=1).generate([chat("hi")])
     assert c.error == f"failed after 2 attempts: {fake.url}: timed out after 0.5 s"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 10  # the whole answer would take 15 s
 
 
 def test_a_server_trickling_its_model_list_does_not_hold_the_start(fake_openai, chat):
