@@ -26,7 +26,7 @@ from typing import Any
 from selfinstruct.config import Recipe, data_view
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import sha256, stable_json
-from selfinstruct.store import KEPT, PIPELINE, REJECTS, lock_holder, write_json_atomic
+from selfinstruct.store import KEPT, PIPELINE, REJECTS, refuse_live_writer, write_json_atomic
 
 STAGES = ("generate", "filter", "export", "train", "eval")
 
@@ -162,11 +162,9 @@ def run(
     if unknown:
         raise SelfInstructError(f"`stages` must be a subset of {', '.join(STAGES)}, got {', '.join(unknown)}")
     root = Path(root)
-    # generate takes the run's lock itself; the later stages read the run, which must not be half written
-    if (holder := lock_holder(root)) is not None:
-        raise SelfInstructError(
-            f"{root}: another process (pid {holder}) is writing this run; wait for it to finish or stop it"
-        )
+    refuse_live_writer(
+        root
+    )  # generate takes the lock itself; the later stages must not read a half-written run
     root.mkdir(parents=True, exist_ok=True)
     state = _load_state(root)
     skipped = []

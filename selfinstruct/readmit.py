@@ -35,6 +35,7 @@ from selfinstruct.store import (
     lock_holder,
     read_jsonl,
     read_manifest,
+    refuse_unless_plain,
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -102,8 +103,7 @@ def _append(root: Path, lines: list[dict]) -> None:
     failed write (a full disk) is cut off again, so no half line is left for the next append to follow."""
     path = root / READMISSIONS
     data = memoryview("".join(dumps(line) + "\n" for line in lines).encode("utf-8"))
-    if path.is_symlink() or (path.exists() and not path.is_file()):  # appending would write through it
-        raise SelfInstructError(f"{path}: is not a regular file; a run's readmissions are its own file")
+    refuse_unless_plain(path, "a run's readmissions are its own file")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

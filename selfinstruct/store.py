@@ -244,14 +244,31 @@ def lock_holder(root: Path) -> int | None:
         os.close(fd)
 
 
+def refuse_unless_plain(path: Path, why: str) -> None:
+    """Refuse a file to append to that is a link (a dangling one too: appending creates its target wherever it
+    points) or not a regular file (a device, a pipe): the write would land somewhere that is not ours."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise SelfInstructError(f"{path}: is not a regular file; {why}")
+
+
+def refuse_live_writer(root: Path) -> None:
+    """Refuse to read a run another process is writing, for work that must not see it half written."""
+    if (pid := lock_holder(root)) is not None:
+        raise _busy(root, str(pid) if pid >= 0 else "?")
+
+
+def _busy(root: Path, pid: str) -> SelfInstructError:
+    return SelfInstructError(
+        f"{root}: another process (pid {pid}) is writing this run; wait for it to finish or stop it"
+    )
+
+
 def _refuse_foreign(root: Path) -> None:
     """Refuse a directory whose run files are not the run's own before anything is locked, repaired or
     appended: a link or device there would be written through (a linked run.lock truncated the file it pointed
     to), and tasks or rejects with no sign of a run (manifest, journal, lock) are somebody else's file."""
     for name in RUN_FILES:
-        path = root / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise SelfInstructError(f"{path}: is not a regular file; a run writes only files of its own")
+        refuse_unless_plain(root / name, "a run writes only files of its own")
     if not any((root / n).exists() for n in (MANIFEST, JOURNAL, LOCK)):
         for name in (TASKS, REJECTS):
             if (root / name).exists() and (root / name).stat().st_size:
@@ -270,9 +287,7 @@ def _take_lock(root: Path) -> int:
     except BlockingIOError:
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise SelfInstructError(
-            f"{root}: another process (pid {text or '?'}) is writing this run; wait for it to finish or stop it"
-        ) from None
+        raise _busy(root, text or "?") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

@@ -24,7 +24,15 @@ from selfinstruct.filters.config import FilterConfig
 from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.seeds import iter_tasks
 from selfinstruct.stats import Stats
-from selfinstruct.store import FILTERED, KEPT, REJECTS, JsonlAppender, filter_interrupted, write_json_atomic
+from selfinstruct.store import (
+    FILTERED,
+    KEPT,
+    REJECTS,
+    JsonlAppender,
+    filter_interrupted,
+    refuse_unless_plain,
+    write_json_atomic,
+)
 
 _CHUNK = 4096  # records per chain call: one fsync each, and the progress step
 
@@ -77,10 +85,7 @@ def filter_file(
     out = Path(out)
     redo = filter_interrupted(out)
     for name in (KEPT, REJECTS, FILTERED):
-        if (out / name).is_symlink():  # a dangling one too: appending would create and fill its target
-            raise SelfInstructError(f"{out / name}: is a symbolic link; choose another --out")
-        if (out / name).exists() and not (out / name).is_file():
-            raise SelfInstructError(f"{out / name}: is not a regular file; choose another --out")
+        refuse_unless_plain(out / name, "choose another --out")
         if name != FILTERED and (out / name).exists() and (out / name).stat().st_size and not redo:
             raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
