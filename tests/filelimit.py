@@ -14,9 +14,8 @@ def small_files(limit: int) -> Callable[[], None]:
     """A `preexec_fn` for subprocess: files the child writes stop at `limit` bytes."""
 
     def pre() -> None:
-        signal.signal(
-            signal.SIGXFSZ, signal.SIG_IGN
-        )  # the write fails instead of the signal killing the child
+        # the write past the limit fails instead of SIGXFSZ killing the child
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return pre
