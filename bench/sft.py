@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared/data/external/stanford_alpaca_pr152_alpaca_5000.json"
+sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -248,7 +249,6 @@ def main(argv: list[str] | None = None) -> None:
         # On a shared machine, fewer threads than cores keeps OpenMP threads from spinning while one is
         # descheduled.
         torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT))
     from selfinstruct.models import default_model_dir
 
     embedded = ROOT / default_model_dir()  # an absolute directory stays as it is
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "machine": f"{os.cpu_count()}-core CPU ({torch.get_num_threads()} torch threads), "
         f"torch {torch.__version__}, "
-        f"cuda={torch.cuda.is_available()}",
+        f"GPU {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}",
         "model": args.model,
         "examples": args.examples,
         "batch": args.batch,

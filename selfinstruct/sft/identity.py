@@ -116,6 +116,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """Processes of this run on this machine (torchrun's --nproc_per_node)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """Rank 0, or the only process. Only it writes our own files and prints."""
     return int(os.environ.get("RANK", "0")) == 0

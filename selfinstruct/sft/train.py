@@ -101,7 +101,8 @@ def _attention(config: SFTConfig) -> tuple[str, bool, bool]:
 
     import torch
 
-    cuda = torch.cuda.is_available()
+    # `trainer: {use_cpu: true}` trains on the CPU of a GPU machine: the CPU's defaults then (float32, gloo)
+    cuda = torch.cuda.is_available() and not config.trainer.get("use_cpu", False)
     flash = importlib.util.find_spec("flash_attn") is not None
     attn = config.attn_implementation or ("flash_attention_2" if cuda and flash else "sdpa")
     varlen = cuda and "flash" in attn
@@ -138,6 +139,16 @@ def refuse_data_parallel(n_gpu: int) -> None:
             f"{n_gpu} GPUs are visible to one process; launch one process per GPU with "
             f"`torchrun --nproc_per_node {n_gpu} -m selfinstruct train ...` or `accelerate launch`, "
             f"or make one GPU visible (CUDA_VISIBLE_DEVICES=0)"
+        )
+
+
+def refuse_shared_gpus(processes_here: int, gpus: int) -> None:
+    # torchrun puts process k of a machine on GPU k; with more processes than GPUs the extra ones fail deep in
+    # CUDA ("invalid device ordinal") after every process has loaded the model.
+    if processes_here > gpus:
+        raise SelfInstructError(
+            f"{processes_here} processes on this machine share {gpus} GPU{'s' if gpus != 1 else ''}; launch one "
+            f"process per GPU: `torchrun --nproc_per_node {gpus} -m selfinstruct train ...`"
         )
 
 
@@ -235,6 +246,8 @@ def train(
 
     check_trainer_keys(config)
     attn, cuda, packing = _attention(config)
+    if cuda:
+        refuse_shared_gpus(identity.local_world_size(), torch.cuda.device_count())
     kwargs = config.trainer_kwargs(
         output_dir=str(out), cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported()
     )

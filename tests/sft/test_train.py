@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.sft.config import SFTConfig
-from selfinstruct.sft.train import read_summary, refuse_data_parallel, train
+from selfinstruct.sft.train import read_summary, refuse_data_parallel, refuse_shared_gpus, train
 
 FAST = {
     "learning_rate": 3e-3,
@@ -127,6 +127,8 @@ def test_loss_is_normalised_over_tokens_across_accumulation(tmp_path, request, s
         "max_grad_norm": 0.0,
         "train_sampling_strategy": "sequential",
         "learning_rate": 1.0,
+        # float32 on any device: on a GPU the default bf16 rounds the gradients far beyond the 1e-5 below
+        "bf16": False,
     }
     one = train(
         _config(tiny_llama, **common, per_device_train_batch_size=4, gradient_accumulation_steps=1),
@@ -326,3 +328,11 @@ def test_data_parallel_is_refused_with_the_launch_command():
     refuse_data_parallel(1)
     with pytest.raises(SelfInstructError, match="torchrun --nproc_per_node 4 -m selfinstruct train"):
         refuse_data_parallel(4)
+
+
+def test_more_processes_than_gpus_are_refused_with_the_launch_command():
+    refuse_shared_gpus(2, 2)
+    with pytest.raises(
+        SelfInstructError, match="2 processes on this machine share 1 GPU; .*--nproc_per_node 1"
+    ):
+        refuse_shared_gpus(2, 1)
