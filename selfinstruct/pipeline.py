@@ -8,25 +8,39 @@
     RUN/pipeline.json    which stages finished, what they produced, how long they took
 
 A stage recorded as finished is skipped on rerun, unless the recipe settings it depends on changed (each
-stage records a fingerprint of them) or a stage before it ran again; an interrupted one resumes (generation
-and training resume natively, the others are cheap and start over into their own files). A grown budget
-(`loop.target`, `max_rounds`, `max_requests`) continues generation; changed data settings need `force`, as
-for `generate`. Tasks a person readmitted pass the final filter unchecked. pipeline.json is replaced
-atomically after every stage, so it never claims a stage that did not finish.
+stage records a fingerprint of them; generation's covers the seed files' contents and the prompts too) or a
+stage before it ran again; an interrupted one resumes (generation and training resume natively, the others are
+cheap and start over into their own files), unless its settings changed since it started: then training starts
+over. A grown budget (`loop.target`, `max_rounds`, `max_requests`) continues generation; changed data settings
+need `force`, as for `generate`. Tasks a person readmitted pass the final filter unchecked.
+
+pipeline.json records each stage as started before it runs and as finished after, replaced atomically each
+time, so it never claims a stage that did not finish. A stage replaces only files of its own, from a start it
+recorded: in a folder no pipeline wrote, an existing filter or export output is refused, never replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfinstruct import prompts
 from selfinstruct.config import Recipe, data_view
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import sha256, stable_json
-from selfinstruct.store import KEPT, PIPELINE, REJECTS, refuse_live_writer, write_json_atomic
+from selfinstruct.seeds import input_files
+from selfinstruct.store import (
+    KEPT,
+    PIPELINE,
+    REJECTS,
+    refuse_live_writer,
+    refuse_unless_plain,
+    write_json_atomic,
+)
 
 STAGES = ("generate", "filter", "export", "train", "eval")
 
@@ -36,9 +50,26 @@ def _load_state(root: Path) -> dict[str, Any]:
     if not path.exists():
         return {"stages": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SelfInstructError(f"{path}: not valid JSON ({e.msg}); delete it to rerun every stage") from None
+    stages = state.get("stages") if isinstance(state, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        raise SelfInstructError(
+            f"{path}: not a pipeline record (an object whose `stages` maps each stage to an object); "
+            "delete it to rerun every stage"
+        )
+    return state
+
+
+def _seed_hashes(recipe: Recipe) -> dict[str, str]:
+    """Per seed file, a hash of its bytes (a pipe, which can be read once, by its name only); a missing path is
+    generation's own error to report, only if it runs."""
+    try:
+        files = input_files(recipe.seeds)
+    except SelfInstructError:
+        return {"missing": str(recipe.seeds)}
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else "" for f in files}
 
 
 def fingerprints(recipe: Recipe) -> dict[str, str]:
@@ -47,6 +78,8 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
     parts = {
         "generate": {
             **data_view(r),
+            "seeds": _seed_hashes(recipe),
+            "prompts": prompts.template_hashes(),
             "budget": {k: r["loop"][k] for k in ("target", "max_rounds", "max_requests")},
         },
         "filter": r["filters"],
@@ -82,11 +115,16 @@ def _generate(recipe: Recipe, root: Path, note, force: bool = False) -> dict:
     }
 
 
-def _filter(recipe: Recipe, root: Path, note) -> dict:
+def _filter(recipe: Recipe, root: Path, note, *, own: bool) -> dict:
+    """`own`: this pipeline started the stage before, so the outputs there are its own to replace; otherwise
+    filter_file refuses existing ones."""
     from selfinstruct.filters.dataset import filter_file
 
     out = root / "filter"
-    for name in (KEPT, REJECTS):  # our own outputs only; anything else in the folder is left alone
+    for name in (
+        (KEPT, REJECTS) if own else ()
+    ):  # our own outputs only; anything else in the folder is left alone
+        refuse_unless_plain(out / name, "move it away")
         (out / name).unlink(missing_ok=True)
     res = filter_file(
         root / "tasks.jsonl",
@@ -97,11 +135,15 @@ def _filter(recipe: Recipe, root: Path, note) -> dict:
     return {"kept": res.kept, "rejected": res.rejected, "out": str(out)}
 
 
-def _export(recipe: Recipe, root: Path, note) -> dict:
+def _export(recipe: Recipe, root: Path, note, *, own: bool) -> dict:
     from selfinstruct.export import export
 
     out = root / "export" / "train.jsonl"
-    rows = export(root / "filter" / "kept.jsonl", "messages", out, replace=True)  # this stage's own file
+    if out.exists() and not own:
+        raise SelfInstructError(
+            f"{out}: exists, and no pipeline wrote it here; move it away or choose another --out"
+        )
+    rows = export(root / "filter" / "kept.jsonl", "messages", out, replace=own)
     if rows == 0:
         raise SelfInstructError(f"{out}: the export is empty; nothing to train on")
     return {"rows": rows, "out": str(out)}
@@ -140,15 +182,6 @@ def _eval(recipe: Recipe, root: Path, note) -> dict:
     return evaluate_run(recipe, root, note)
 
 
-RUNNERS: dict[str, Callable[[Recipe, Path, Callable[[str], None]], dict]] = {
-    "generate": _generate,
-    "filter": _filter,
-    "export": _export,
-    "train": _train,
-    "eval": _eval,
-}
-
-
 def run(
     recipe: Recipe,
     root: str | Path,
@@ -180,14 +213,22 @@ def run(
             skipped.append(name)
             continue
         why = "starting" if not done.get("finished") else "settings changed" if not same else "input changed"
+        if done and not done.get("finished"):
+            why = "resuming" if same else "settings changed since it started: starting over"
         note(f"{name}: {why}")
         t0 = time.perf_counter()
+        state["stages"][name] = {"finished": False, "fingerprint": prints[name]}
+        write_json_atomic(root / PIPELINE, state)
         if name == "generate":
             result = _generate(recipe, root, note, force=force)
         elif name == "train":
-            result = _train(recipe, root, note, fresh=bool(done.get("finished")), force=force)
+            # our own student, finished or not, is replaced when the run is not the same one continued
+            again = bool(done) and (bool(done.get("finished")) or not same)
+            result = _train(recipe, root, note, fresh=again, force=force)
+        elif name in ("filter", "export"):
+            result = (_filter if name == "filter" else _export)(recipe, root, note, own=bool(done))
         else:
-            result = RUNNERS[name](recipe, root, note)
+            result = _eval(recipe, root, note)
         upstream_ran = True
         state["stages"][name] = {
             "finished": True,

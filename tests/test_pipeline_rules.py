@@ -120,3 +120,101 @@ def test_later_stages_refuse_a_run_another_process_is_writing(tmp_path, server):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _seed_format_run(folder: Path) -> None:
+    """A folder no pipeline wrote: a Self-Instruct seed file as its tasks.jsonl."""
+    folder.mkdir()
+    (folder / "tasks.jsonl").write_text((ROOT / "seeds" / "seed_tasks.jsonl").read_text())
+
+
+def test_a_folder_no_pipeline_wrote_keeps_the_users_files(tmp_path):
+    """`run --stages filter,export` deleted the user's filter/kept.jsonl and replaced export/train.jsonl in a
+    folder that had no pipeline.json, then failed on the seed-format tasks.jsonl it had just filtered."""
+    path = recipe(tmp_path, "http://127.0.0.1:9/v1")
+    mine = tmp_path / "mine"
+    _seed_format_run(mine)
+    (mine / "filter").mkdir()
+    (mine / "filter" / "kept.jsonl").write_text("MY PRECIOUS KEPT\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(mine), "--stages", "filter,export"])
+    assert res.exit_code == 1 and "kept.jsonl" in res.stderr and "Traceback" not in res.output, res.output
+    assert (mine / "filter" / "kept.jsonl").read_text() == "MY PRECIOUS KEPT\n"
+
+    other = tmp_path / "other"
+    _seed_format_run(other)
+    (other / "export").mkdir()
+    (other / "export" / "train.jsonl").write_text("MY TRAIN FILE\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(other), "--stages", "filter,export"])
+    assert res.exit_code == 1 and "train.jsonl" in res.stderr and "Traceback" not in res.output, res.output
+    assert (other / "export" / "train.jsonl").read_text() == "MY TRAIN FILE\n"
+    (other / "export" / "train.jsonl").rename(tmp_path / "moved.jsonl")  # moved away: the stage runs
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(other), "--stages", "filter,export"])
+    assert res.exit_code == 0, res.output
+    assert "a few accepted tasks" in res.stdout and "haiku" in res.stdout  # the sample reads seed records too
+    assert (other / "export" / "train.jsonl").read_text().count("\n") >= 3
+
+
+def test_changed_seeds_are_a_data_change(tmp_path, server):
+    """`run` skipped generation after the seed file changed (by path or content): the old data and student
+    stayed as if made from the new seeds."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "seed_tasks.jsonl").write_text((ROOT / "seeds" / "seed_tasks.jsonl").read_text())
+    path = recipe(tmp_path, server.url)
+    data = yaml.safe_load(path.read_text())
+    data["seeds"] = str(seeds)
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    code, state = run(path, out)
+    assert code == 0, state
+    lines = (seeds / "seed_tasks.jsonl").read_text().splitlines()
+    (seeds / "seed_tasks.jsonl").write_text("\n".join(lines[1:]) + "\n")  # one seed fewer
+    code, output = run(path, out)
+    assert code == 1 and "seeds" in output and "--force" in output, output
+
+
+@pytest.mark.parametrize("text", ["{}", "[]", '{"stages": []}', "null", '{"stages": {"filter": 3}}'])
+def test_a_damaged_pipeline_record_is_one_line(tmp_path, text):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "pipeline.json").write_text(text)
+    res = CliRunner().invoke(
+        app, ["run", str(recipe(tmp_path, "http://127.0.0.1:9/v1")), "--out", str(out), "--stages", "export"]
+    )
+    last = res.stderr.strip().splitlines()[-1]  # after the recipe's settings
+    assert res.exit_code == 1 and last.startswith("error: ") and "pipeline.json" in last, res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.vllm  # the embedded model (trained here, not served)
+def test_an_interrupted_train_whose_settings_changed_starts_over(tmp_path, embedded_model):
+    """A train stage stopped before it finished, then rerun with other `sft:` settings, ended in train's advice
+    to pass --fresh, an option `run` does not have; the only way on was deleting RUN/student by hand."""
+    out = tmp_path / "run"
+    (out / "export").mkdir(parents=True)
+    rows = [
+        {"messages": [{"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}."}]}
+        for i in range(8)
+    ]
+    (out / "export" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = recipe(tmp_path, "http://127.0.0.1:9/v1")
+
+    def train(learning_rate: float) -> tuple[int, str]:
+        data = yaml.safe_load(path.read_text())
+        data["sft"] = {"model": str(embedded_model), "max_length": 64,
+                       "trainer": {"max_steps": 1, "save_steps": 1, "learning_rate": learning_rate}}  # fmt: skip
+        path.write_text(yaml.safe_dump(data))
+        res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--stages", "train", "--json"])
+        return res.exit_code, res.output
+
+    code, output = train(1e-4)
+    assert code == 0, output
+    state = json.loads((out / "pipeline.json").read_text())
+    state["stages"]["train"]["finished"] = (
+        False  # as a kill after its checkpoint, before the record, leaves it
+    )
+    (out / "pipeline.json").write_text(json.dumps(state))
+    code, output = train(2e-4)
+    assert code == 0 and "settings changed since it started: starting over" in output, output
+    summary = json.loads((out / "student" / "sft.json").read_text())
+    assert summary["trainer"]["learning_rate"] == 2e-4 and summary["result"]["resumed_from"] is None

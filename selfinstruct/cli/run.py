@@ -60,18 +60,23 @@ def run(
             for k, v in st.items()
             if k not in ("finished", "seconds", "out", "fingerprint") and not isinstance(v, dict)
         )
+        status = "skipped (done earlier)" if name in state["skipped"] else "done"
         table.add_row(
             name,
-            "skipped (done earlier)" if name in state["skipped"] else "done",
+            status if st.get("finished") else "not finished",
             str(st.get("seconds", "")),
             plain(produced, None),
             plain(st.get("out", ""), None),
         )
     console.print(table)
-    from selfinstruct.schema import Task
-    from selfinstruct.store import TASKS, read_jsonl
+    from selfinstruct.errors import InputError
+    from selfinstruct.seeds import iter_tasks
+    from selfinstruct.store import TASKS
 
-    sample = list(islice(read_jsonl(out / TASKS, Task), 5))  # not the whole file for five lines
+    try:  # any record shape the filter stage takes; not the whole file for five lines
+        sample = [task for _, _, task in islice(iter_tasks(out / TASKS), 5)]
+    except InputError:
+        sample = []  # a bad line there is the filter stage's to report, not this courtesy's
     if sample:
         console.print("a few accepted tasks:", style="bold")
         for task in sample:

@@ -181,6 +181,11 @@ class OpenAIConfig(BaseModel):
                     "`base_urls` must be free of credentials (user:password@): they would be written to "
                     "manifests and logs; put the key in an environment variable named by `api_key_env`"
                 )
+            if re.search(r"[?#]", url):  # not echoed either: `?api_key=` is how some servers take a key
+                raise ValueError(
+                    "`base_urls` take no query or fragment: the API path is appended after the URL, and the "
+                    "URL is written to manifests; put a key in an environment variable named by `api_key_env`"
+                )
             out.append(url.rstrip("/"))
         if len(set(out)) != len(out):
             raise _must("base_urls", "free of duplicates", v)

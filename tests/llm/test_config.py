@@ -115,3 +115,12 @@ def test_a_missing_key_variable_fails_before_any_request(monkeypatch):
 def test_a_missing_model_directory_is_a_clear_error_before_any_engine_starts(tmp_path):
     with pytest.raises(SelfInstructError, match="model directory .*nope does not exist"):
         make_backend({"kind": "vllm", "model": str(tmp_path / "nope")})
+
+
+def test_a_query_or_fragment_in_a_url_is_refused_without_being_echoed():
+    """`?api_key=...` was stored verbatim in manifest.json; the client appends the API path after the URL, so a
+    query or fragment there is never what a server reads anyway."""
+    for url in ("http://127.0.0.1:9/v1?api_key=QSECRET77", "http://127.0.0.1:9/v1#QSECRET77"):
+        with pytest.raises(ValidationError) as e:
+            OpenAIConfig(base_urls=[url], model="m")
+        assert "`base_urls` take no query or fragment" in str(e.value) and "QSECRET77" not in str(e.value)
