@@ -194,7 +194,13 @@ def run(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise SelfInstructError(f"`stages` must be a subset of {', '.join(STAGES)}, got {', '.join(unknown)}")
+    if not stages:
+        raise SelfInstructError(f"`stages` names no stage; choose from {', '.join(STAGES)}")
     root = Path(root)
+    if "generate" not in stages and not root.is_dir():
+        raise SelfInstructError(
+            f"{root}: no such run folder; its stages after generate read what generate wrote"
+        )
     refuse_live_writer(
         root
     )  # generate takes the lock itself; the later stages must not read a half-written run

@@ -218,3 +218,13 @@ def test_an_interrupted_train_whose_settings_changed_starts_over(tmp_path, embed
     assert code == 0 and "settings changed since it started: starting over" in output, output
     summary = json.loads((out / "student" / "sft.json").read_text())
     assert summary["trainer"]["learning_rate"] == 2e-4 and summary["result"]["resumed_from"] is None
+
+
+def test_no_stage_or_no_run_folder_is_said_and_nothing_is_created(tmp_path):
+    """`--stages ,` ran nothing and exited 0; `--stages filter` on a missing folder created it, then failed."""
+    path = recipe(tmp_path, "http://127.0.0.1:9/v1")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "a"), "--stages", ","])
+    assert res.exit_code == 1 and "names no stage" in res.stderr, res.output
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "b"), "--stages", "filter"])
+    assert res.exit_code == 1 and "no such run folder" in res.stderr, res.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
