@@ -201,9 +201,7 @@ def run(
         raise SelfInstructError(
             f"{root}: no such run folder; its stages after generate read what generate wrote"
         )
-    refuse_live_writer(
-        root
-    )  # generate takes the lock itself; the later stages must not read a half-written run
+    refuse_live_writer(root)  # generate takes the lock itself; later stages must not read a half-written run
     root.mkdir(parents=True, exist_ok=True)
     state = _load_state(root)
     skipped = []
