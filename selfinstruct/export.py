@@ -74,13 +74,15 @@ def export(
     replace: bool = False,
     ifd: IFDConfig | None = None,
     dropped: list[Reject] | None = None,
+    empty: list[str] | None = None,
 ) -> int:
     """Write `out` atomically; alpaca goes to a JSON array unless `out` ends in .jsonl. Returns rows written.
     Never over the source or a run's own files; over another existing file only with `replace`.
 
     With `ifd`, only tasks that pass its rules (top share, threshold, IFD < 1) are written; tasks without a
     stored meta["ifd"] are scored first (filters.ifd). Tasks left out are appended to `dropped` as rejects
-    with their score and the cut-off, so the caller can show or keep them."""
+    with their score and the cut-off, so the caller can show or keep them. The ids of tasks without instances,
+    which make no alpaca or messages row, are appended to `empty`."""
     out = check_output(out, inputs=[source], replace=replace)
     tasks = read_tasks(source)
     if ifd is not None:
@@ -88,6 +90,8 @@ def export(
         if dropped is not None:
             dropped.extend(rejected)
     data = rows(tasks, fmt)
+    if empty is not None and fmt != "self-instruct":
+        empty.extend(t.id for t in tasks if not t.instances)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as f:
         if fmt == "alpaca" and out.suffix != ".jsonl":

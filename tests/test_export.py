@@ -154,3 +154,28 @@ def test_a_filter_output_exports_as_it_was_kept(tmp_path):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["instruction"], r["input"], r["output"]) for r in rows] == [tuple(r.values()) for r in records]
+
+
+def test_tasks_without_instances_are_counted_not_silently_left_out(tmp_path):
+    """A task with no instances makes no alpaca or messages row; export said nothing of it."""
+    tasks = [
+        Task(id=f"t{i}", instruction=f"Task {i}.", instances=[Instance(output="x")] * (i % 2))
+        for i in range(4)
+    ]
+    path = tmp_path / "run"  # a run's own tasks may lack instances; a file of the user's is refused then
+    path.mkdir()
+    (path / "tasks.jsonl").write_text("".join(t.model_dump_json() + "\n" for t in tasks), encoding="utf-8")
+    (path / "manifest.json").write_text("{}")
+    res = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "x.jsonl"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) | {"out": None} == {
+        "rows": 2, "format": "alpaca", "out": None, "without_instances": 2
+    }  # fmt: skip
+    res = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "y.jsonl")])
+    assert res.exit_code == 0 and "2 tasks without instances wrote no rows" in res.stdout, res.output
+    res = CliRunner().invoke(
+        app, ["export", str(path), "-f", "self-instruct", "--out", str(tmp_path / "z.jsonl")]
+    )
+    assert res.exit_code == 0 and "without instances" not in res.stdout, (
+        res.output
+    )  # every task is a row there

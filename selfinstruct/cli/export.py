@@ -47,12 +47,17 @@ def export(
         except ValidationError as e:
             fail("ifd: {}: {}".format(*first_error(e)))
     dropped: list = []
-    n = do_export(run, fmt, out, replace=force, ifd=ifd, dropped=dropped)
+    empty: list[str] = []
+    n = do_export(run, fmt, out, replace=force, ifd=ifd, dropped=dropped, empty=empty)
     left_out = {"left_out": len(dropped), "reasons": dict(Counter(r.reason for r in dropped))} if ifd else {}
+    if empty:
+        left_out["without_instances"] = len(empty)
     if as_json:
         print_json({"rows": n, "format": fmt, "out": str(out), **left_out})
     else:
         console.print(Text(f"wrote {n} {fmt} rows to ").append(plain(out, None, "bold")))
+        if empty:
+            console.print(plain(f"{len(empty)} tasks without instances wrote no rows (e.g. {empty[0]})", 200))
         if ifd is not None:
             cut = next(
                 (r.evidence.get("cutoff") for r in dropped if r.reason == "ifd_not_in_top_share"), None
