@@ -19,9 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from selfinstruct.jsonl import iter_json_objects
+from selfinstruct.errors import InputError
+from selfinstruct.jsonl import MAX_LINE_BYTES, iter_json_records, parse_record
 from selfinstruct.llm.base import Backend, Request, Sampling
-from selfinstruct.store import JsonlAppender, repair_torn_tail
+from selfinstruct.store import JsonlAppender, refuse_unless_plain, repair_torn_tail
 
 # Raw prompts use our plain instruction template; a base model that keeps writing after its reply tends to
 # start the next "## Task" block. Stopping there is part of the shared stop rule (both models get it).
@@ -121,18 +122,64 @@ def answer_key(ref: ModelRef, item: Item, request: Request) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
+# Every line AnswerBook writes starts so (`dumps` of an Answer: `key` is its first field).
+_ANSWER_START = b'{"key": "'
+_NOT_OURS = (
+    "neither an answer nor the start of one: this is not an answers file; choose another output directory"
+)
+
+
+def _read_own(path: Path) -> dict[str, Answer]:
+    """The answers kept at `path`, refusing a file that is not an answers file before its torn tail is cut: a
+    link or a device (a write would land elsewhere), a line that is no Answer, or a last line without its
+    newline that is neither a whole Answer nor the start of one (a crash's torn write is one of the two)."""
+    refuse_unless_plain(path, "answers are kept only in a file of their own")
+    answers: dict[str, Answer] = {}
+    if not path.exists() or path.stat().st_size == 0:
+        return answers
+    tail, line = _tail(path)
+    if tail and not (tail.startswith(_ANSWER_START) or _ANSWER_START.startswith(tail)):
+        raise InputError(path, _NOT_OURS, line=line)
+    for n, index, obj in iter_json_records(path, unfinished_tail=True):
+        if index is not None:
+            raise InputError(path, "a JSON array, not an answers file (JSON Lines)", line=n)
+        a = parse_record(Answer, obj, path, n)
+        answers[a.key] = a
+    if tail and (whole := _whole_object(tail)) is not None:  # a crash between the line and its newline
+        a = parse_record(Answer, whole, path, line)
+        answers[a.key] = a
+    return answers
+
+
+def _tail(path: Path) -> tuple[bytes, int]:
+    """The last line of `path` when it has no newline (else b""; its first MAX_LINE_BYTES + 1 bytes at most:
+    a longer line is refused by the reader), and its line number."""
+    lines, last = 0, b""
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+            last = chunk.rpartition(b"\n")[2] if b"\n" in chunk else last + chunk
+            last = last[: MAX_LINE_BYTES + 1]
+    return last, lines + 1
+
+
+def _whole_object(line: bytes) -> dict | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 class AnswerBook:
     """answers.jsonl of one eval directory: read once, appended to, fsynced after every batch."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Read and checked before anything is written: a file that is not ours is refused as it was found.
+        self.answers: dict[str, Answer] = _read_own(self.path)
         repair_torn_tail(self.path)  # a crash mid-write leaves at most one unfinished line
-        self.answers: dict[str, Answer] = {}
-        if self.path.is_file() and self.path.stat().st_size:
-            for _, obj in iter_json_objects(self.path):
-                a = Answer.model_validate(obj)
-                self.answers[a.key] = a
         self.generated = 0  # answers produced by a backend in this process
 
     def answer(

@@ -197,6 +197,7 @@ def evaluate_judge(
     items = load_instructions(data, limit)
     out = Path(out_dir)
     answers = AnswerBook(out / "answers.jsonl")
+    verdicts = AnswerBook(out / "verdicts.jsonl")  # checked now, not after both models have answered
     sampling = Sampling(temperature=0.0, max_tokens=max_tokens, seed=seed)
     # Student first: right after IFEval its engine is the one still running.
     s = answers.answer(student, items, sampling, start)
@@ -206,7 +207,7 @@ def evaluate_judge(
         s,
         b,
         judge=judge,
-        book=AnswerBook(out / "verdicts.jsonl"),
+        book=verdicts,
         start=judge_start,
         resamples=resamples,
         seed=seed,

@@ -4,8 +4,12 @@ Run: .venv/bin/pytest -q tests/evaluation/test_answers.py"""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
+import pytest
+
+from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.evaluation.answers import PLAIN_STOP, AnswerBook, Item, fingerprint, model_ref, request_for
 from selfinstruct.evaluation.backends import EngineSlot
 from selfinstruct.llm.base import Sampling
@@ -72,3 +76,78 @@ def test_engine_slot_keeps_one_backend_per_model():
     slot.close()
     assert slot("model-b") is not b and slot.starts == 3
     slot.close()
+
+
+def _answers(tmp_path, scripted, n: int = 2) -> bytes:
+    """The bytes of a real answers file with `n` answers."""
+    items = [Item(id=f"i{k}", instruction=f"Say {k}.") for k in range(n)]
+    AnswerBook(tmp_path / "answers.jsonl").answer(
+        model_ref("served-model"), items, Sampling(temperature=0.0), lambda _: scripted(lambda r: "ok")
+    )
+    return (tmp_path / "answers.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"line one of my notes\nmy last line, no newline at end",  # not JSON at all
+        b"my notes, one line with no newline",  # nothing before the tail to tell
+        b'{"a": 1}\n{"b": 2}',  # JSON records, not answers
+        b"ANSWERS my last line, no newline",  # answers before it, a tail that is no answer's start
+        b'ANSWERS{"key": "k", "note": "mine"}',  # a whole record that only lacks its newline, not an answer
+        b'ANSWERS[{"key": ',  # not the start of an answer line either
+    ],
+)
+def test_a_file_that_is_not_an_answers_file_is_refused_untouched(tmp_path, scripted, text):
+    # Only a torn tail of our own file is a crash's: anything else is the user's, and cutting it loses data.
+    if text.startswith(b"ANSWERS"):
+        text = _answers(tmp_path, scripted) + text.removeprefix(b"ANSWERS")
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(text)
+    with pytest.raises(SelfInstructError) as err:
+        AnswerBook(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == text
+
+
+def test_a_line_that_is_no_answer_is_one_error_naming_file_line_and_field(tmp_path, scripted):
+    good = _answers(tmp_path, scripted)
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(good + b'{"key": "k", "model": "m"}\n')
+    with pytest.raises(InputError) as err:
+        AnswerBook(path)
+    assert (err.value.path, err.value.line, err.value.field) == (str(path), 3, "fingerprint")
+    assert path.read_bytes() == good + b'{"key": "k", "model": "m"}\n'
+
+
+def test_a_whole_last_answer_without_its_newline_is_kept(tmp_path, scripted):
+    # A crash between a line and its newline: the answer is whole, so it gets its newline and is reused.
+    good = _answers(tmp_path, scripted)
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(good[:-1])
+    assert len(AnswerBook(path).answers) == 2 and path.read_bytes() == good
+    path.write_bytes(good[: good.index(b"\n") + 12])  # torn inside the second answer: it is cut
+    assert len(AnswerBook(path).answers) == 1 and path.read_bytes() == good[: good.index(b"\n") + 1]
+    path.write_bytes(b'{"key": "ab')  # a crash inside the very first write
+    assert AnswerBook(path).answers == {} and path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("kind", ["link", "dangling", "directory", "fifo"])
+def test_a_link_or_a_file_that_is_not_regular_is_refused_before_anything_is_written(tmp_path, scripted, kind):
+    target = tmp_path / "elsewhere" / "precious.jsonl"
+    target.parent.mkdir()
+    path = tmp_path / "out" / "answers.jsonl"
+    path.parent.mkdir()
+    if kind == "link":
+        target.write_bytes(_answers(tmp_path, scripted)[:-1])  # even a file of answers: it is not ours
+        path.symlink_to(target)
+    elif kind == "dangling":
+        path.symlink_to(target)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    before = target.read_bytes() if target.exists() else None
+    with pytest.raises(SelfInstructError, match="is not a regular file"):
+        AnswerBook(path)
+    assert (target.read_bytes() if target.exists() else None) == before
