@@ -43,7 +43,7 @@ def train(
     max_steps: int | None = typer.Option(
         None, "--max-steps", min=1, help="Stop after this many optimizer steps."
     ),
-    epochs: float | None = typer.Option(None, "--epochs", min=0.0, help="Epochs (default 3)."),
+    epochs: float | None = typer.Option(None, "--epochs", help="Epochs, above 0 (default 3)."),
     lora: bool = typer.Option(
         False, "--lora", help="Train LoRA adapters (merged on save) instead of all weights."
     ),
@@ -71,7 +71,7 @@ def train(
 
     from selfinstruct.errors import SelfInstructError
     from selfinstruct.jsonl import first_error
-    from selfinstruct.sft.config import LoraSettings, SFTConfig
+    from selfinstruct.sft.config import LoraSettings, SFTConfig, TrainerFieldError
     from selfinstruct.sft.identity import is_main_process
     from selfinstruct.sft.train import train as run_train
 
@@ -85,11 +85,10 @@ def train(
         cfg = SFTConfig.model_validate(fields)
     except ValidationError as e:
         where, msg = first_error(e)
+        if isinstance(bad := e.errors()[0].get("ctx", {}).get("error"), TrainerFieldError):
+            where, msg = bad.field, bad.detail  # the key's own line, not the `trainer:` block's
         if config is not None and where.split(".")[0] in fields and where.split(".")[0] not in flags_set:
-            from selfinstruct.errors import InputError
-            from selfinstruct.yamlfile import line_of
-
-            raise InputError(config, msg, line=line_of(lines, where), field=where) from None
+            raise _at(config, lines, where, msg) from None
         raise SelfInstructError(f"sft config: {where}: {msg}") from None
 
     main = is_main_process()  # under torchrun, one process speaks for all
@@ -127,6 +126,10 @@ def train(
             progress=on_step,
             show=None if as_json else _show,
         )
+    except TrainerFieldError as e:  # an unknown key, found once transformers has loaded
+        if config is None or "trainer" not in fields:
+            raise
+        raise _at(config, lines, e.field, e.detail) from None
     finally:
         progress.stop()
     if not main:
@@ -148,6 +151,14 @@ def train(
         ),
         soft_wrap=True,
     )
+
+
+def _at(config: Path, lines: dict[str, int], field: str, msg: str) -> Exception:
+    """A config field's error as one line naming the file and the field's line."""
+    from selfinstruct.errors import InputError
+    from selfinstruct.yamlfile import line_of
+
+    return InputError(config, msg, line=line_of(lines, field), field=field)
 
 
 def _show(text) -> None:

@@ -5,6 +5,7 @@ Pure data and validation; nothing here imports torch or transformers at module l
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,6 +49,34 @@ _OWNED = {
     # With our token-normalised loss function the Trainer would skip its label smoother without a word.
     "label_smoothing_factor": "label smoothing is not supported by the token-normalised loss",
 }
+
+
+# `trainer:` values TrainingArguments takes as they are but training then fails on, deep in torch, after the
+# model has loaded: checked here so the error names the field (and its line in a config file).
+_POSITIVE_INTS = ("per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+class TrainerFieldError(SelfInstructError, ValueError):
+    """A bad `trainer.KEY`. A ValueError, so pydantic reports it as the `trainer` field's error; `field` and
+    `detail` let the CLI point at the key's own line in a config file."""
+
+    def __init__(self, key: str, detail: str):
+        self.field, self.detail = f"trainer.{key}", detail
+        super().__init__(f"`{self.field}` {detail}")
+
+
+def _number(key: str, value: Any, *, positive: bool) -> float:
+    """A finite number (YAML reads `2e-5`, without a dot, as a string: accepted when it parses)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TrainerFieldError(key, f"must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise TrainerFieldError(key, f"must be {'above' if positive else 'at least'} 0, got {value!r}")
+    return value
 
 
 class LoraSettings(BaseModel):
@@ -127,10 +156,20 @@ class SFTConfig(BaseModel):
 
     @field_validator("trainer")
     @classmethod
-    def _not_owned(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _checked(cls, v: dict[str, Any]) -> dict[str, Any]:
+        v = dict(v)
         for key in v:
             if key in _OWNED:
-                raise ValueError(f"`trainer.{key}` cannot be set: {_OWNED[key]}")
+                raise TrainerFieldError(key, f"cannot be set: {_OWNED[key]}")
+        for key in _POSITIVE_INTS:
+            if key in v and (isinstance(v[key], bool) or not isinstance(v[key], int) or v[key] < 1):
+                raise TrainerFieldError(key, f"must be a positive integer, got {v[key]!r}")
+        if "seed" in v and (isinstance(v["seed"], bool) or not isinstance(v["seed"], int)):
+            raise TrainerFieldError("seed", f"must be an integer, got {v['seed']!r}")
+        if "learning_rate" in v:
+            v["learning_rate"] = _number("learning_rate", v["learning_rate"], positive=False)
+        if "num_train_epochs" in v:
+            v["num_train_epochs"] = _number("num_train_epochs", v["num_train_epochs"], positive=True)
         return v
 
     def trainer_kwargs(self, *, output_dir: str, cuda: bool, bf16: bool) -> dict[str, Any]:
@@ -162,4 +201,4 @@ def check_trainer_keys(config: SFTConfig) -> None:
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for key in config.trainer:
         if key not in known:
-            raise SelfInstructError(f"`trainer.{key}` is not a transformers.TrainingArguments field")
+            raise TrainerFieldError(key, "is not a transformers.TrainingArguments field")

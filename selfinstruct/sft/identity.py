@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from selfinstruct.errors import SelfInstructError
+from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.schema import Example
 
 FINGERPRINT = "fingerprint.json"  # written when a run starts
@@ -181,19 +181,24 @@ def last_complete_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def check_resume(out: Path, new: dict, *, force: bool) -> None:
-    """Refuse, in one line naming what changed, to continue a different run in `out` (unless `force`); refuse
-    to write into a directory that holds a model or checkpoints we have no record of."""
-    old = read_json(out / FINGERPRINT)
-    ours = old is not None or (out / SUMMARY).is_file()
+def check_resume(out: Path, new: dict, *, force: bool, fresh: bool = False) -> None:
+    """Refuse to write into a non-empty directory we have no record of (unless `force`): `fresh` would delete
+    its files and a save would write over them. Refuse, in one line naming what changed, to continue a different
+    run in `out` (unless `force`, or `fresh`, which starts that run over)."""
     if force:
         return
-    if not ours and ((out / "config.json").is_file() or checkpoints(out)):
-        raise SelfInstructError(
-            f"`--out` {out} holds a model or checkpoints that selfinstruct did not record (no "
-            f"{FINGERPRINT}); pick another --out, or --force to train over them"
-        )
-    if old is None or not (checkpoints(out) or (out / SUMMARY).is_file()):
+    old = read_fingerprint(out)
+    if old is None:
+        if out.is_dir() and any(out.iterdir()):
+            what = (
+                "a model or checkpoints" if (out / "config.json").is_file() or checkpoints(out) else "files"
+            )
+            raise SelfInstructError(
+                f"`--out` {out} holds {what} that selfinstruct did not record (no {FINGERPRINT}); pick "
+                f"another --out, or --force to train over them"
+            )
+        return
+    if fresh or not (checkpoints(out) or (out / SUMMARY).is_file()):
         return  # nothing of an earlier run to continue or to overwrite
     diff = [k for k in changes(old, new) if k != "data.path"]  # the same examples may move
     if diff:
@@ -202,6 +207,21 @@ def check_resume(out: Path, new: dict, *, force: bool) -> None:
             f"`--out` {out} holds a different training run ({shown}); use --fresh to start over "
             f"(removes its checkpoints), --force to resume it anyway, or another --out"
         )
+
+
+def read_fingerprint(out: Path) -> dict | None:
+    """`out`'s fingerprint.json, or None when it has none; a damaged one is one line naming it."""
+    path = out / FINGERPRINT
+    if not path.is_file():
+        return None
+    fp = read_json(path)
+    if not isinstance(fp, dict):
+        raise InputError(
+            path,
+            "not a run fingerprint of selfinstruct (expected a JSON object); pick another --out, or --force "
+            "to train over it",
+        )
+    return fp
 
 
 def _describe(key: str, old: dict, new: dict) -> str:
@@ -217,28 +237,51 @@ def _describe(key: str, old: dict, new: dict) -> str:
 
 def clear(out: Path) -> list[str]:
     """`--fresh`: remove what earlier runs of ours wrote in `out` (sft.json first, so the directory stops
-    claiming a finished student at once), and return the names removed."""
+    claiming a finished student at once), and return the names removed.
+
+    sft.json's `files` is data in a folder anyone may have edited or copied: a listed name is removed only when
+    it is a plain file directly inside `out` (never a link, never a directory); README.md only while it is
+    still our card."""
     if not out.is_dir():
         return []
-    summary = read_json(out / SUMMARY) or {}
-    names = [SUMMARY, *summary.get("files", []), METRICS, FINGERPRINT, ADAPTER]
+    summary = read_json(out / SUMMARY)
+    listed = summary.get("files") if isinstance(summary, dict) else None
+    files = [n for n in listed if _plain_child(n) and n != CARD] if isinstance(listed, list) else []
     card = out / CARD
-    if card.is_file() and card.read_text(encoding="utf-8", errors="replace").startswith(CARD_MARK):
-        names.append(CARD)
+    ours = [CARD] if card.is_file() and not card.is_symlink() and _is_card(card) else []
     removed = []
-    for name in dict.fromkeys(names):  # in order, once each
+    for name in dict.fromkeys([SUMMARY, *files, METRICS, FINGERPRINT, *ours]):  # in order, once each
         path = out / name
-        if Path(name).name != name or not (path.exists() or path.is_symlink()):
-            continue  # a listed name that is not a plain child of `out` is never ours to delete
-        remove(path)
-        removed.append(name)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(name)
+    adapter = out / ADAPTER
+    if adapter.is_dir() and not adapter.is_symlink():
+        shutil.rmtree(adapter)
+        removed.append(ADAPTER)
     for ckpt in checkpoints(out):
         remove(ckpt)
         removed.append(ckpt.name)
     return removed
 
 
+def _plain_child(name: object) -> bool:
+    """A name that can only mean a child of the directory: not "", ".", "..", nor a path."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and Path(name).name == name
+    )
+
+
+def _is_card(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(len(CARD_MARK.encode())) == CARD_MARK.encode()
+
+
 def remove(path: Path) -> None:
+    """A directory with what is in it (links inside are removed, never followed), or a file or link."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

@@ -10,7 +10,7 @@ was generated.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from selfinstruct import signals
-from selfinstruct.errors import SelfInstructError, write_errors
+from selfinstruct.errors import InputError, SelfInstructError, write_errors
+from selfinstruct.jsonl import read_json
 from selfinstruct.modeldir import require_dir
 from selfinstruct.models import default_model_dir
 from selfinstruct.schema import Example
@@ -224,12 +225,18 @@ def train(
     `out` receives the checkpoint and tokenizer (loadable by vLLM, with the chat template and stop token it
     was trained with), checkpoint-N/ directories, fingerprint.json, metrics.jsonl, README.md and, last,
     sft.json. A checkpoint of the same run in `out` is continued; a different run there is refused unless
-    `force` (resume it anyway) or `fresh` (remove what earlier runs wrote, then start over).
+    `force` (resume it anyway) or `fresh` (remove what earlier runs wrote, then start over). A non-empty `out`
+    without our fingerprint.json holds someone else's files: refused unless `force`, with `fresh` too.
     `callbacks` are extra TrainerCallbacks (tests use one to inject a crash); `show` receives a rich preview
     of the first example's supervised tokens before training starts.
     """
     t0 = time.perf_counter()
     out = Path(out)
+    # Zero epochs or steps would train nothing and save a copy of the base as a "student".
+    if epochs is not None and not (0 < epochs < math.inf):
+        raise SelfInstructError(f"`--epochs` must be a number above 0, got {epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise SelfInstructError(f"`--max-steps` must be at least 1, got {max_steps}")
     model_path = str(config.model or default_model_dir())
     require_dir(model_path)
     if not Path(model_path, "config.json").is_file():
@@ -273,8 +280,8 @@ def train(
         trainer=_jsonable(kwargs),
         lora=config.lora is not None,
     )
-    if not fresh:  # every process decides alike, before any of them waits for another
-        identity.check_resume(out, fp, force=force)
+    # every process decides alike, before any of them waits for another
+    identity.check_resume(out, fp, force=force, fresh=fresh)
 
     tokenizer = load_tokenizer(model_path)
     renderer = Renderer(tokenizer, template=config.template)
@@ -412,6 +419,19 @@ def _jsonable(d: dict) -> dict:
 
 
 def read_summary(model_dir: str | Path) -> dict | None:
-    """DIR/sft.json of a trained student, or None for a model this package did not train."""
+    """DIR/sft.json of a trained student, or None for a model this package did not train. Its callers read
+    `result.base_model` and `result.template`: a damaged or foreign file is one line naming it and the field."""
     path = Path(model_dir) / SUMMARY
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    summary = read_json(path, "sft.json")
+    if not isinstance(summary, dict):
+        raise InputError(path, "expected a JSON object (the summary `selfinstruct train` writes)", line=1)
+    result = summary.get("result")
+    if not isinstance(result, dict):
+        raise InputError(path, "expected an object of the run's results", field="result")
+    if not isinstance(result.get("base_model"), str) or not result["base_model"]:
+        raise InputError(path, "expected the path of the base model", field="result.base_model")
+    if result.get("template") not in ("chat", "plain"):
+        raise InputError(path, "expected 'chat' or 'plain'", field="result.template")
+    return summary
