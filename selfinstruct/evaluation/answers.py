@@ -89,9 +89,11 @@ def model_ref(model: str | Path) -> ModelRef:
     path = Path(model)
     if not path.is_dir():
         return ModelRef(path=str(model), fingerprint=fingerprint(model), mode="chat")
-    summary = path / "sft.json"
-    if summary.is_file():
-        mode = json.loads(summary.read_text(encoding="utf-8"))["result"]["template"]
+    from selfinstruct.sft.train import read_summary
+
+    summary = read_summary(path)  # a damaged one is one line naming it
+    if summary is not None:
+        mode = summary["result"]["template"]
     else:
         cfg = path / "tokenizer_config.json"
         has_chat = (path / "chat_template.jinja").is_file() or (

@@ -151,3 +151,12 @@ def test_a_link_or_a_file_that_is_not_regular_is_refused_before_anything_is_writ
     with pytest.raises(SelfInstructError, match="is not a regular file"):
         AnswerBook(path)
     assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_a_damaged_sft_json_in_a_model_folder_is_one_line(tmp_path):
+    """`model_ref` read sft.json's template with bare indexing: a damaged file was a KeyError traceback."""
+    (tmp_path / "config.json").write_text("{}")
+    for text in ('{"result": {}}', "[1]", '{"result": {"base_model": '):
+        (tmp_path / "sft.json").write_text(text)
+        with pytest.raises(InputError, match="sft.json"):
+            model_ref(tmp_path)
