@@ -42,7 +42,9 @@ def test_prompting_comes_from_the_checkpoint(tmp_path):
     chat = model_ref(_checkpoint(tmp_path / "chat", chat=True))
     base = model_ref(_checkpoint(tmp_path / "base", chat=False))
     trained = _checkpoint(tmp_path / "student", chat=True)
-    (trained / "sft.json").write_text(json.dumps({"result": {"template": "plain"}}))
+    (trained / "sft.json").write_text(
+        json.dumps({"result": {"template": "plain", "base_model": str(tmp_path)}})
+    )
     assert (chat.mode, base.mode, model_ref(trained).mode) == ("chat", "plain", "plain")
     item = Item(id="x", instruction="Name a colour.")
     s = Sampling(temperature=0.0, max_tokens=8)
