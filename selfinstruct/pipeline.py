@@ -121,11 +121,10 @@ def _filter(recipe: Recipe, root: Path, note, *, own: bool) -> dict:
     from selfinstruct.filters.dataset import filter_file
 
     out = root / "filter"
-    for name in (
-        (KEPT, REJECTS) if own else ()
-    ):  # our own outputs only; anything else in the folder is left alone
-        refuse_unless_plain(out / name, "move it away")
-        (out / name).unlink(missing_ok=True)
+    if own:  # our own outputs only; anything else in the folder is left alone
+        for name in (KEPT, REJECTS):
+            refuse_unless_plain(out / name, "move it away")
+            (out / name).unlink(missing_ok=True)
     res = filter_file(
         root / "tasks.jsonl",
         out,
