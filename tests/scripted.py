@@ -148,6 +148,7 @@ class ScriptedServer:
         self.model, self.delay_s = model, delay_s
         self.calls: list[str] = []
         self.on_call = None
+        self.instead = None  # if set, `instead(n, text)` -> an exact answer for the n-th request, or None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.scripted = self  # type: ignore[attr-defined]
@@ -168,6 +169,8 @@ class ScriptedServer:
             self.calls.append(_key(body.get("seed"), text))
             n = len(self.calls)
         out = answer(text, body.get("seed"), raw)
+        if self.instead is not None:
+            out = self.instead(n, text) or out
         choice = {"index": 0, "finish_reason": "stop"}
         choice.update({"text": out} if raw else {"message": {"role": "assistant", "content": out}})
         if self.on_call is not None:
@@ -185,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, payload: dict, status: int = 200) -> None:
-        data = json.dumps(payload).encode()
+        data = json.dumps(payload, ensure_ascii=False).encode()  # as servers send it: raw UTF-8
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

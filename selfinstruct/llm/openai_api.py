@@ -3,7 +3,7 @@ server, a hosted API) over `/v1/chat/completions` (chat) and `/v1/completions` (
 
 What it guarantees, because a long generation run meets every kind of network trouble:
 - at most `concurrency` requests in flight per replica, each sent to the least busy replica in rotation;
-- an attempt gets `timeout_s` in all, body included; an answer over 4 MiB (`_MAX_BODY`) fails its request;
+- an attempt gets `timeout_s` in all, body included; an answer over 1 MiB (`_MAX_BODY`) fails its request;
 - a failed attempt (connection error, timeout, 429, 5xx) is retried with exponential backoff and jitter, or
   after the server's Retry-After; 4xx other than 429 is the request's own fault and is not retried;
 - a replica failing `replica_max_failures` times in a row leaves the rotation for `replica_cooldown_s`;
@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs; what is left is broken
 
-# The most of one answer we read. Each answer becomes one line of rejects.jsonl or journal.jsonl, and a run with
-# a line over 16 MiB (selfinstruct.jsonl.MAX_LINE_BYTES) can no longer be read; an endless body would fill memory.
-# 4 MiB is far more than any sane completion and leaves room for a record's other fields and escaping.
-_MAX_BODY = 4 << 20
+# The most of one answer we read. An answer becomes part of one line of rejects.jsonl or journal.jsonl, and a
+# run with a line over 16 MiB (selfinstruct.jsonl.MAX_LINE_BYTES) can no longer be read; an endless body would
+# fill memory. A rejected instruction's line holds its answer three times (the answer, the candidate, its meta),
+# and our files escape U+0085, U+2028 and U+2029 (two or three bytes in a body) as six bytes: 1 MiB of answer
+# made a 7.3 MB line (tests/llm/test_answer_size.py), 4 MiB a 29 MB one. 1 MiB is about 250K tokens.
+_MAX_BODY = 1 << 20
 
 
 class BackendDownError(SelfInstructError):

@@ -204,10 +204,10 @@ def test_a_malformed_answer_fails_its_request_not_the_run(fake_openai, chat, raw
 
 def test_an_answer_over_the_size_cap_fails_its_request(fake_openai, chat):
     """Stored, a 20 MiB answer made a journal line no reader takes (16 MiB at most); an endless one fills memory."""
-    big = {"choices": [{"index": 0, "message": {"content": "x" * (5 << 20)}}]}
+    big = {"choices": [{"index": 0, "message": {"content": "x" * (2 << 20)}}]}
     fake = fake_openai([{"body": big}])
     [c] = backend(fake).generate([chat("hi")])
-    assert c.error == f"failed after 1 attempt: {fake.url}: answer larger than 4 MiB"
+    assert c.error == f"failed after 1 attempt: {fake.url}: answer larger than 1 MiB"
 
 
 def test_a_server_trickling_its_answer_times_out(fake_openai, chat):
