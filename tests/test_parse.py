@@ -68,6 +68,33 @@ def pairs(text: str, output_first: bool = False, truncated: bool = False) -> lis
             None,
             ["Follow the recipe:\n1. Preheat the oven\n2. Mix", "Name a river."],
         ),
+        # markdown's lazy numbering ("1." on every line): a repeated number at the item's indentation is the
+        # next item, in a tight or a loose list, and in raw style when the model repeats the prompt's number
+        (
+            "1. Name a river.\n1. Write a haiku.\n1. Sort these numbers.",
+            None,
+            ["Name a river.", "Write a haiku.", "Sort these numbers."],
+        ),
+        ("1. Name a river.\n\n1. Write a haiku.", None, ["Name a river.", "Write a haiku."]),
+        (
+            " Name a river.\n9. Write a haiku.\n9. Sort these numbers.",
+            9,
+            ["Name a river.", "Write a haiku.", "Sort these numbers."],
+        ),
+        ("\n9. Count the vowels.\n10. Add two numbers.", 9, ["Count the vowels.", "Add two numbers."]),
+        # ... while indented steps, and steps counting up to the item's own number, stay nested
+        (
+            "1. Do X:\n   1. step\n   1. step\n1. Next",
+            None,
+            ["Do X:\n   1. step\n   1. step", "Next"],
+        ),
+        ("1. Do X:\n   1. step\n   2. step\n2. Next", None, ["Do X:\n   1. step\n   2. step", "Next"]),
+        ("3. Plan:\n   1. step\n   2. step\n3. Next", None, ["Plan:\n   1. step\n   2. step", "Next"]),
+        (
+            "3. Follow the recipe:\n1. Preheat the oven\n2. Mix\n3. Bake\n4. Name a river.",
+            None,
+            ["Follow the recipe:\n1. Preheat the oven\n2. Mix\n3. Bake", "Name a river."],
+        ),
         # a continuation line starting with a number is not an item
         (
             "9. Convert the width below to inches:\n3.5 cm wide\n10. Name a river.",
@@ -136,6 +163,11 @@ def test_truncated_last_item_is_marked_not_dropped():
         ("This is not a classification task.", False),
         ("Task: Sort these words.\nClassification: No", False),
         ("Task: a\nClassification: Yes\n\nTask: b\nClassification: No", None),
+        # labelled answer lines that disagree are unclear, however they are spelled or placed
+        ("Classification: Yes\nClassification: No", None),
+        ("Answer: No\nAnswer: Yes", None),
+        ("Classification: No\nLabel: yes", None),
+        ("Classification: Yes\nClassification: Yes", True),
         ("Maybe so", None),
         ("N/A", None),
         ("The answer depends on the labels.", None),

@@ -35,6 +35,7 @@ class _Open:
     wrap: str | None
     end: int = -1
     fence: str | None = None  # a fence opened inside this item, not yet closed
+    step: int | None = None  # number of the last nested step written at the item's own indentation
 
 
 def _marker(line: str) -> tuple[int | None, bool, int, str | None] | None:
@@ -77,8 +78,10 @@ def read_list(text: str, *, first_number: int | None = None, truncated: bool = F
     `truncated`: the generation hit max_tokens, so the last item may be cut short and is marked incomplete.
     An item runs over its continuation lines (sub-bullets, indented or nested numbered lines, numbers like
     "3.5 cm") until the next item marker in sequence or a blank line; lines after a blank line that start no
-    new item are commentary. In a numbered list, bullets are sub-bullets; a fence opened inside an item
-    belongs to it (blank lines and markers inside do not end it); a fence around the list is layout.
+    new item are commentary. The item's own number again at its indentation is the next item (markdown's lazy
+    "1. 1. 1."), unless nested steps at that indentation count up to it. In a numbered list, bullets are
+    sub-bullets; a fence opened inside an item belongs to it (blank lines and markers inside do not end it); a
+    fence around the list is layout.
     """
     expected = (
         f"a numbered list continuing at {first_number}" if first_number else "a numbered or bulleted list"
@@ -124,8 +127,14 @@ def read_list(text: str, *, first_number: int | None = None, truncated: bool = F
                     new = False  # an indented numbered line: a list inside the item
                 elif number is None or n == number + 1:
                     new = True
+                elif n == number and not (cur and cur.step is not None and n == cur.step + 1):
+                    # the same number at the item's indentation: lazy numbering ("1. 1. 1."), the next item,
+                    # unless nested steps at this indentation count up to it ("3. Do:\n1. a\n2. b\n3. c")
+                    new = indent <= (cur or items[-1]).indent
                 else:  # out of sequence: a nested list when lower, a skipped number when higher
                     new = n > number
+                if not new and cur is not None and indent <= cur.indent:
+                    cur.step = n
             elif kind == "bullet" and bullet:
                 new = cur is None or not items or indent <= items[0].indent
             if new:

@@ -24,9 +24,12 @@ def _word_value(word: str) -> bool | None:
 
 def read_yes_no(text: str) -> YesNo:
     """Yes/no from a short answer wherever it sits: "Yes", "**No.**", "Classification: Yes", "Answer: No",
-    "Yes, it is", "It is a classification task", "not a classification task"; anything else is unclear."""
+    "Yes, it is", "It is a classification task", "not a classification task"; labelled answers that disagree
+    and anything else are unclear."""
     labelled = {v for m in _ANSWER_LABEL.finditer(text) if (v := _word_value(m.group(1))) is not None}
-    if len(labelled) == 1:
+    if len(labelled) > 1:  # "Classification: Yes" and "Classification: No": no other rule may pick one
+        return YesNo(None, text.strip()[:80])
+    if labelled:
         return YesNo(labelled.pop(), _ANSWER_LABEL.search(text).group(0).strip()[:80])
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     words = _WORD.findall(first.lower())

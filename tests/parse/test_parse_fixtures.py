@@ -47,7 +47,7 @@ def values(stage: str, item) -> list[str]:
 
 # completions with at least one record, and records, per style: (raw, chat)
 EXPECTED = {
-    "instructions": {"read": (100, 89), "records": (590, 609)},
+    "instructions": {"read": (100, 89), "records": (590, 610)},
     "instances": {"read": (55, 2), "records": (79, 2)},
     "examples": {"read": (86, 63), "records": (119, 102)},
 }

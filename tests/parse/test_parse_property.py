@@ -164,3 +164,39 @@ def test_list_items_parse_back_exactly(items, start, marker, raw):
         lines[0] = " " + items[0]
     got = read_list("\n".join(lines), first_number=start if raw else None)
     assert [it.text for it in got.items] == items, got.unparsed
+
+
+STEP = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(ITEM, st.lists(STEP, max_size=4), st.sampled_from(["", "   ", "\t"])),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(1, 12),
+    st.sampled_from(["{n}. ", "{n}) ", "**{n}.** ", "Task {n}: "]),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["\n", "\n\n"]),
+)
+def test_list_numbering_and_nested_steps(items, start, marker, lazy, raw, sep):
+    """Markdown's lazy numbering (every item "N.") or counting numbers, tight or loose, with nested steps under
+    an item: each instruction comes back whole with its own steps, none merged into another and none split off.
+    Steps are indented, or (counting list) at the item's indentation and numbered 1.. up to the item's number."""
+    texts, blocks = [], []
+    for k, (v, steps, indent) in enumerate(items):
+        n = start if lazy else start + k
+        if not indent and (lazy or n == 1):
+            steps = []  # "1. Do X:\n1. step": at the same indentation a repeated number is the next item
+        steps = steps[:n] if not indent else steps
+        step_lines = [f"{indent}{start if lazy else j}. {t}" for j, t in enumerate(steps, 1)]
+        texts.append("\n".join([v, *step_lines]))
+        blocks.append("\n".join([marker.format(n=n) + v, *step_lines]))
+    if raw:  # the raw prompt ended with "N.": the model starts inside item N (see above)
+        assume(_marker(items[0][0]) is None or _marker(items[0][0])[0] != start)
+        blocks[0] = " " + blocks[0][len(marker.format(n=start)) :]
+    got = read_list(sep.join(blocks), first_number=start if raw else None)
+    assert [it.text for it in got.items] == texts, got.unparsed
