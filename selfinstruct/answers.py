@@ -3,7 +3,8 @@ no files, no filters (the loop filters and counts).
 
 Ids come from where a record came from: a candidate is `t-<request>.<position>`, a reject of a whole answer
 `rej-<request>-<reason>`, a reject of one unreadable block `rej-<request>#<k>-<reason>`; so repeats are
-separate records and deriving an answer again (a resume) gives the same ids.
+separate records and deriving an answer again (a resume) gives the same ids. Instances past `max_instances`
+are rejects of one instance each (`instance_over_limit`), like the filters' instance drops.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from selfinstruct import parse
+from selfinstruct.filters.base import reject
 from selfinstruct.llm.base import Completion
 from selfinstruct.schema import Reject, Task
 
@@ -107,10 +109,15 @@ def read_answer(
             for j, (instr, inst) in enumerate(reading.items)
         ]
     elif reading.items:
-        out.completed = ref.model_copy(
-            update={
-                "instances": reading.items[:max_instances],
-                "meta": {**ref.meta, "raw_instances": comp.text},
-            }
+        given = ref.model_copy(
+            update={"instances": reading.items, "meta": {**ref.meta, "raw_instances": comp.text}}
         )
+        out.completed = given.model_copy(update={"instances": reading.items[:max_instances]})
+        # Examples past the number asked for: each on record, as every dropped instance is.
+        out.rejects += [
+            reject(
+                given, "parse", "instance_over_limit", {"max_instances": max_instances}, round=rnd, instance=i
+            )
+            for i in range(max_instances, len(reading.items))
+        ]
     return out

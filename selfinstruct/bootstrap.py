@@ -96,9 +96,10 @@ class Bootstrap:
         return None
 
     def run(self) -> str:
-        """Rounds until a stop condition. A signal or an unusable backend stops the loop too: the round it cut
-        short is abandoned (its answers stay journaled), and either way every admitted task that was not
-        finished is written as `loop_unfinished`, so nothing is left only in memory."""
+        """Rounds until a stop condition. A signal or an unusable backend stops the loop too: the answers the
+        round it cut short already got are settled, its other requests are given up, and either way every
+        admitted task that was not finished is written as `loop_unfinished`, so nothing is left only in memory
+        or only in the journal."""
         streaming = self.loop.schedule == "stream"
         try:
             if streaming:
@@ -109,21 +110,75 @@ class Bootstrap:
                 while (reason := self.stop_reason()) is None:
                     self.step()
         except (signals.Stopped, SelfInstructError) as e:
-            if not streaming:  # streaming settles one answer at a time: its state is always the files'
-                cut = self.state.round
+            cut, self._cut = self._cut, None
+            # Streaming settles one answer at a time: its state is the files'. A round stopped after its answers
+            # (a write failed) is given up; its ids are never reused.
+            if not streaming and cut is None:
+                rnd = self.state.round
                 self.state = self._committed.copy()
-                self.state.round = max(self.state.round, cut)  # the abandoned round's ids are never reused
+                self.state.round = max(self.state.round, rnd)
                 self._window = ([], [])
-            self.finish(stop_name(e))
+            self.finish(stop_name(e), cut)
             raise
         self.finish(reason)
         return reason
 
     stopped: str | None = None  # set by finish: the reason this loop ended
+    # A round waiting on its answers: (round, plan, requests, the answers journaled so far), for a stop to settle.
+    _cut: tuple[int, list, list[Request], dict[str, Completion]] | None = None
 
-    def finish(self, reason: str) -> None:
-        """Record every task still queued as `loop_unfinished`, then a checkpoint with empty queues."""
+    def finish(self, reason: str, cut: tuple | None = None) -> None:
+        """Journal the stop, then write what it implies (`_close`). The stop event comes first: a kill before
+        the checkpoint that ends it leaves a resume to finish the stop as it was decided (`resume_stop`), so
+        what a stop writes is never also accepted later."""
         self.stopped = reason
+        st = self.state
+        asked = any(isinstance(e["ref"], dict) for e in st.inflight)
+        if (
+            cut is None
+            and not asked
+            and not any(getattr(st, q) for q in QUEUES)
+            and not self._window[0]
+            and self._last_stop == (reason, st.round)
+        ):
+            st.inflight = []
+            return  # a rerun of a finished run: nothing new to say
+        with signals.critical():
+            self.store.log(
+                {"ev": "stop", "round": st.round, "stop": reason, "cut": cut is not None}, sync=True
+            )
+            self._close(reason, cut)
+
+    def resume_stop(self, event: dict, readmits: Sequence[dict] = ()) -> None:
+        """Finish a stop a kill cut short (its journal event has no checkpoint after it) from the journal, as it
+        was decided: the state it was decided in is derived again, so the same records follow (those already on
+        disk are skipped by id) and the run is left as the clean stop leaves it. Readmissions `readmit` took in
+        after the kill are applied after the stop, as they would have been after a clean one."""
+        st, cut = self.state, None
+        if self.loop.schedule == "stream":
+            from selfinstruct.streaming import replay
+
+            replay(self, take_in=False)
+        elif event["cut"]:
+            st.round = rnd = event["round"]
+            plan, requests = self._plan(rnd)
+            answered = {
+                r.id: journal.completion_of(ev)
+                for r in requests
+                if (ev := self.replay.get(r.id)) is not None and ev["prompt_hash"] == journal.request_hash(r)
+            }
+            cut = (rnd, plan, requests, answered)
+        else:
+            st.round = max(st.round, event["round"])
+        self.replay = {}
+        with signals.critical():
+            self._close(event["stop"], cut, readmits)
+
+    def _close(self, reason: str, cut: tuple | None, readmits: Sequence[dict] = ()) -> None:
+        """What a journaled stop implies: the answers of the round it cut short settled (`_settle_cut`), every
+        task still queued or asked about written as `loop_unfinished`, then a checkpoint with empty queues."""
+        if cut is not None:
+            self._settle_cut(*cut)
         st, left = self.state, []
         for where in QUEUES:
             left += [(where, t) for t in getattr(st, where)]
@@ -133,18 +188,35 @@ class Bootstrap:
             ("in_flight", Task.model_validate(e["ref"])) for e in st.inflight if isinstance(e["ref"], dict)
         ]
         st.inflight = []
-        if not left and not self._window[0] and self._last_stop == (reason, st.round):
-            return  # a rerun of a finished run: nothing new to say
-        with signals.critical():
-            self.store.append(
-                rejects=[
-                    reject(
-                        t, "loop", "loop_unfinished", {"stop": reason, "waiting_in": where}, round=st.round
-                    )
-                    for where, t in left
-                ]
-            )
-            self._checkpoint(stop=reason)
+        for ev in readmits:
+            self.apply_readmit(ev)
+        self.store.append(
+            rejects=[
+                reject(t, "loop", "loop_unfinished", {"stop": reason, "waiting_in": where}, round=st.round)
+                for where, t in left
+            ]
+        )
+        faults.crash_point("after:unfinished")
+        self._checkpoint(stop=reason)
+
+    def _settle_cut(
+        self, rnd: int, plan: list, requests: list[Request], answered: dict[str, Completion]
+    ) -> None:
+        """A round a stop cut short: the answers it got (each journaled) are settled as a whole round's are, so
+        none is paid for and dropped; tasks whose requests went unanswered go back to the queue they came from."""
+        st = self.state
+        pairs = list(zip(plan, requests, strict=True))
+        got = [(p, answered[r.id]) for p, r in pairs if r.id in answered]
+        queue = {"classify": st.pending_classify, "instances": st.pending_instances}
+        back = [(kind, ref) for (kind, ref), r in pairs if r.id not in answered and kind in queue]
+        for kind, ref in reversed(back):
+            queue[kind].insert(0, ref)
+        st.requests += len(got)
+        st.prompt_tokens += sum(c.prompt_tokens for _, c in got)
+        st.completion_tokens += sum(c.completion_tokens for _, c in got)
+        accepted, rejects, admitted = self._handle(rnd, [p for p, _ in got], [c for _, c in got])
+        self.store.append(accepted, rejects)
+        self.settled(accepted, admitted)
 
     _last_stop: tuple[str, int] | None = None
 
@@ -211,8 +283,11 @@ class Bootstrap:
             self.take_in(rnd)
         st.round = rnd
         plan, requests = self._plan(rnd)
+        answered: dict[str, Completion] = {}
+        self._cut = (rnd, plan, requests, answered)  # a stop now settles what is answered (finish)
         t0 = time.perf_counter()
-        completions = self._answers(rnd, plan, requests)
+        completions = self._answers(rnd, plan, requests, answered)
+        self._cut = None
         g = time.perf_counter() - t0
         self.stats.timings["generate"] = self.stats.timings.get("generate", 0.0) + g
         st.requests += len(requests)
@@ -299,10 +374,12 @@ class Bootstrap:
         key = "messages" if isinstance(prompt.content, tuple) else "prompt"
         return Request(id=rid, sampling=sampling, **{key: prompt.content})
 
-    def _answers(self, rnd: int, plan, requests: list[Request]) -> list[Completion]:
+    def _answers(
+        self, rnd: int, plan, requests: list[Request], out: dict[str, Completion]
+    ) -> list[Completion]:
         """One answer per request, in order: from the journal when this exact request was answered before a
-        crash, else from the backend, each journaled as soon as the backend hands it back."""
-        out: dict[str, Completion] = {}
+        crash, else from the backend, each journaled as soon as the backend hands it back. `out` holds those
+        answered so far, exactly those in the journal (a stop settles them)."""
         todo: list[tuple[str, Request, str]] = []
         for (kind, _), req in zip(plan, requests, strict=True):
             digest = journal.request_hash(req)
@@ -320,12 +397,14 @@ class Bootstrap:
                     by_id = {r.id: (k, r, d) for k, r, d in todo}
                     for c in stream(sent):
                         kind, req, digest = by_id[c.request_id]
-                        self.store.log(journal.completion_event(rnd, kind, req, digest, c))
-                        out[req.id] = c
+                        with signals.critical():  # journaled and kept together
+                            self.store.log(journal.completion_event(rnd, kind, req, digest, c))
+                            out[req.id] = c
                 else:
                     for (kind, req, digest), c in zip(todo, self.backend.generate(sent), strict=True):
-                        self.store.log(journal.completion_event(rnd, kind, req, digest, c))
-                        out[req.id] = c
+                        with signals.critical():
+                            self.store.log(journal.completion_event(rnd, kind, req, digest, c))
+                            out[req.id] = c
             self.store.sync_journal()
             faults.crash_point("after:journal")
         return [out[r.id] for r in requests]

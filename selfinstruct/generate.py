@@ -116,6 +116,13 @@ def generate(
         old = store.manifest()
         forced: list[str] = []
         if old is not None:
+            was = old.config.get("loop", {}).get("schedule", "rounds")
+            if was != recipe.loop.schedule:
+                # Each schedule's state holds its own requests in flight: the other one would never send them.
+                raise SelfInstructError(
+                    f"{out}: this run uses loop.schedule {was}; it cannot change on resume, not even with "
+                    f"--force (--out a new directory for {recipe.loop.schedule})"
+                )
             changes = diff(old.config.get("_identity", {}), identity)
             if changes and not force:
                 raise SelfInstructError(
@@ -229,7 +236,10 @@ def _rebuild(loop: Bootstrap, store: RunStore, restored: journal.Restored) -> No
         loop.state = LoopState.from_checkpoint(restored.checkpoint, machine)
     else:
         loop.state = LoopState(machine=machine)
-    for ev in restored.since:
+    k = restored.stopped_at if restored.stopping is not None else len(restored.since)
+    for ev in restored.since[:k]:
         loop.apply_readmit(ev)
     loop._committed = loop.state.copy()
     loop._last_stop = (restored.stop, restored.round) if restored.stop else None
+    if restored.stopping is not None:  # a stop a kill cut short: finished first, as it was decided
+        loop.resume_stop(restored.stopping, restored.since[k:])

@@ -10,6 +10,9 @@
   round       the loop's checkpoint, written after a round's tasks and rejects are on disk: counters, queues,
               the instructions admitted to the novelty pool and the tasks accepted in that round, and the stop
               reason when the round ended the run
+  stop        a stop decided, before anything it implies is written: its reason, round, and whether it cut a
+              round short (whose answers journaled so far are then settled); a kill before the checkpoint that
+              ends it leaves the stop for the resume to finish as it was decided (`Restored.stopping`)
 
 The loop's whole state is a function of the recipe, the seeds and this file: `restore` folds the events into
 the last checkpoint plus the readmissions since, and hands back the completions of a round that did not reach
@@ -106,6 +109,8 @@ class Restored:
     readmissions: list[dict] = field(default_factory=list)  # every Readmission taken in
     since: list[dict] = field(default_factory=list)  # readmit events after the last checkpoint
     replay: dict[str, dict] = field(default_factory=dict)  # completions after the last checkpoint, by request
+    stopping: dict | None = None  # a stop event after the last checkpoint: a stop a kill cut short
+    stopped_at: int = 0  # how many of `since` came before that stop event
 
     @property
     def applied(self) -> set[str]:
@@ -121,6 +126,8 @@ def restore(events: Iterable[dict]) -> Restored:
                 out.replay[ev["request"]] = ev
         elif kind == "readmit":
             out.since.append(ev)
+        elif kind == "stop":
+            out.stopping, out.stopped_at = ev, len(out.since)
         elif kind == "round":
             for r in out.since:
                 out.admitted += r["admitted"]
@@ -129,7 +136,7 @@ def restore(events: Iterable[dict]) -> Restored:
             out.admitted += ev["admitted"]
             out.accepted += ev["accepted"]
             out.checkpoint, out.round, out.stop = ev["state"], ev["round"], ev.get("stop")
-            out.since, out.replay = [], {}
+            out.since, out.replay, out.stopping, out.stopped_at = [], {}, None, 0
     return out
 
 

@@ -34,23 +34,7 @@ if TYPE_CHECKING:
 def run_stream(loop: Bootstrap) -> str:
     """Settle answers until a stop condition; returns its reason (the caller writes what is unfinished)."""
     st = loop.state
-    replay = list(loop.replay.values())  # journal order: the order the answers were settled in
-    loop.replay = {}
-    if loop.store is not None:
-        loop.take_in(st.round + 1)
-    top_up(loop)
-    for ev in replay:
-        entry = _entry(st, ev["request"])
-        if (
-            entry is None
-            or journal.request_hash(Request.model_validate(entry["request"])) != ev["prompt_hash"]
-        ):
-            continue
-        with signals.critical():
-            settle(loop, entry, journal.completion_of(ev))
-        if (reason := loop.stop_reason()) is not None:
-            return reason
-    if (reason := loop.stop_reason()) is not None:
+    if (reason := replay(loop)) is not None:
         return reason
 
     given: set[str] = set()
@@ -76,18 +60,18 @@ def run_stream(loop: Bootstrap) -> str:
             entry = _entry(st, c.request_id)
             if entry is None:  # not ours (cannot happen with our backends): never settle a stranger
                 continue
-            loop.store.log(
-                journal.completion_event(
-                    st.round + 1,
-                    entry["kind"],
-                    Request.model_validate(entry["request"]),
-                    entry["hash"],
-                    c,
-                ),
-                sync=True,
-            )
-            faults.crash_point("after:journal")
-            with signals.critical():
+            with signals.critical():  # a journaled answer is settled before a stop: the journal is the record
+                loop.store.log(
+                    journal.completion_event(
+                        st.round + 1,
+                        entry["kind"],
+                        Request.model_validate(entry["request"]),
+                        entry["hash"],
+                        c,
+                    ),
+                    sync=True,
+                )
+                faults.crash_point("after:journal")
                 settle(loop, entry, c)
             if (reason := loop.stop_reason()) is not None:
                 return reason
@@ -95,6 +79,30 @@ def run_stream(loop: Bootstrap) -> str:
             if not st.inflight:
                 return loop.stop_reason() or "no_progress"
     return loop.stop_reason() or "no_progress"
+
+
+def replay(loop: Bootstrap, *, take_in: bool = True) -> str | None:
+    """Settle the answers journaled after the last checkpoint in journal order, topping up after each as live:
+    the state as it was when the last process ended. Returns a stop reason that falls due on the way, as it
+    did live. `take_in=False` (finishing a journaled stop): readmissions after the stop wait for it."""
+    st = loop.state
+    events = list(loop.replay.values())  # journal order: the order the answers were settled in
+    loop.replay = {}
+    if take_in and loop.store is not None:
+        loop.take_in(st.round + 1)
+    top_up(loop)
+    for ev in events:
+        entry = _entry(st, ev["request"])
+        if (
+            entry is None
+            or journal.request_hash(Request.model_validate(entry["request"])) != ev["prompt_hash"]
+        ):
+            continue
+        with signals.critical():
+            settle(loop, entry, journal.completion_of(ev))
+        if (reason := loop.stop_reason()) is not None:
+            return reason
+    return loop.stop_reason()
 
 
 def settle(loop: Bootstrap, entry: dict, completion: Completion) -> None:

@@ -8,12 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from selfinstruct.answers import answer_reject as _reject
+from selfinstruct.answers import read_answer
 from selfinstruct.bootstrap import Bootstrap
 from selfinstruct.cli import app
 from selfinstruct.config import load_recipe
 from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.generate import generate
+from selfinstruct.llm.base import Completion
 from selfinstruct.loopstate import LoopState, round_rng
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.seeds import load_tasks
@@ -163,6 +165,21 @@ def test_completions_that_read_alike_keep_apart():
     d = _reject("parse", "unparseable", 3, "3-3", raw="")
     assert len({a.id, b.id, c.id, d.id}) == 4
     assert _reject("llm", "llm_error", 3, "3-0", error="timed out").id == a.id  # a replayed round: same id
+
+
+def test_instances_past_the_limit_are_rejects_with_evidence():
+    """An instance answer with more examples than `loop.max_instances`: the task keeps the first ones, and
+    each one cut is a reject of its own (limit and position), as every other dropped instance is."""
+    ref = Task(id="t-1-0.0", instruction="Name a colour.", provenance="generated", is_classification=False)
+    text = "\n".join(f"Input: in{i}\nOutput: out{i}" for i in range(6))
+    comp = Completion(request_id="2-0", texts=[text], finish_reasons=["stop"])
+    got = read_answer("instances", ref, comp, rnd=2, raw_style=False, first=None, max_instances=3)
+    assert [i.input for i in got.completed.instances] == ["in0", "in1", "in2"]
+    assert [(r.reason, r.evidence["instance"], r.record["instances"][0]["input"]) for r in got.rejects] == [
+        ("instance_over_limit", k, f"in{k}") for k in (3, 4, 5)
+    ]
+    assert all(r.evidence["max_instances"] == 3 and r.round == 2 for r in got.rejects)
+    assert len({r.id for r in got.rejects}) == 3
 
 
 def test_yield_estimate_comes_from_the_loop_state():
