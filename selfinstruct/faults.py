@@ -3,7 +3,8 @@
 `SELFINSTRUCT_FAULT=NAME[:N]` makes the N-th (default first) time the code passes point NAME kill this process
 with SIGKILL, as a power cut or the OOM killer would. Unset (always, outside tests), `hit` is one dict lookup.
 Points: `tear:FILE` (half of a line of FILE written, then killed), `after:journal`, `after:rejects`,
-`after:tasks`, `after:checkpoint`, `after:manifest`.
+`after:tasks`, `after:checkpoint`, `after:manifest`, `after:unfinished` (a stop's `loop_unfinished` rejects
+fsynced, before its checkpoint).
 """
 
 from __future__ import annotations
