@@ -163,9 +163,7 @@ class Bootstrap:
             st.round = rnd = event["round"]
             plan, requests = self._plan(rnd)
             answered = {
-                r.id: journal.completion_of(ev)
-                for r in requests
-                if (ev := self.replay.get(r.id)) is not None and ev["prompt_hash"] == journal.request_hash(r)
+                r.id: c for r in requests if (c := self._journaled(r, journal.request_hash(r))) is not None
             }
             cut = (rnd, plan, requests, answered)
         else:
@@ -211,12 +209,19 @@ class Bootstrap:
         back = [(kind, ref) for (kind, ref), r in pairs if r.id not in answered and kind in queue]
         for kind, ref in reversed(back):
             queue[kind].insert(0, ref)
-        st.requests += len(got)
-        st.prompt_tokens += sum(c.prompt_tokens for _, c in got)
-        st.completion_tokens += sum(c.completion_tokens for _, c in got)
+        self._count([c for _, c in got])
         accepted, rejects, admitted = self._handle(rnd, [p for p, _ in got], [c for _, c in got])
         self.store.append(accepted, rejects)
         self.settled(accepted, admitted)
+
+    def _count(self, completions: list[Completion]) -> int:
+        """Requests answered and their tokens, into the counters; returns the completion tokens."""
+        st = self.state
+        tokens = sum(c.completion_tokens for c in completions)
+        st.requests += len(completions)
+        st.prompt_tokens += sum(c.prompt_tokens for c in completions)
+        st.completion_tokens += tokens
+        return tokens
 
     _last_stop: tuple[str, int] | None = None
 
@@ -290,10 +295,7 @@ class Bootstrap:
         self._cut = None
         g = time.perf_counter() - t0
         self.stats.timings["generate"] = self.stats.timings.get("generate", 0.0) + g
-        st.requests += len(requests)
-        tokens = sum(c.completion_tokens for c in completions)
-        st.prompt_tokens += sum(c.prompt_tokens for c in completions)
-        st.completion_tokens += tokens
+        tokens = self._count(completions)
 
         # From here to the checkpoint nothing waits on the model: a stop asked for now waits for the
         # checkpoint, so the files and the journal always agree.
@@ -383,9 +385,8 @@ class Bootstrap:
         todo: list[tuple[str, Request, str]] = []
         for (kind, _), req in zip(plan, requests, strict=True):
             digest = journal.request_hash(req)
-            ev = self.replay.pop(req.id, None)
-            if ev is not None and ev["prompt_hash"] == digest:
-                out[req.id] = journal.completion_of(ev)
+            if (c := self._journaled(req, digest)) is not None:
+                out[req.id] = c
             else:
                 todo.append((kind, req, digest))
         if todo:
@@ -408,6 +409,11 @@ class Bootstrap:
             self.store.sync_journal()
             faults.crash_point("after:journal")
         return [out[r.id] for r in requests]
+
+    def _journaled(self, req: Request, digest: str) -> Completion | None:
+        """This exact request's answer from before a crash (same id, same prompt hash), taken from the replay."""
+        ev = self.replay.pop(req.id, None)
+        return journal.completion_of(ev) if ev is not None and ev["prompt_hash"] == digest else None
 
     @staticmethod
     def _take(queue: list[Task], n: int) -> list[Task]:

@@ -19,7 +19,7 @@ from selfinstruct.errors import SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.llm.base import Backend
 from selfinstruct.loopstate import LoopState, RoundReport, stop_name
-from selfinstruct.schema import Readmission, RunManifest, sha256, stable_json, utc_now
+from selfinstruct.schema import Readmission, RunManifest, Task, sha256, stable_json, utc_now
 from selfinstruct.seeds import input_files, load_tasks
 from selfinstruct.signals import Stopped
 from selfinstruct.stats import Stats
@@ -76,12 +76,26 @@ def prompt_style(recipe: Recipe) -> prompts.Style:
     return "chat" if has_template else "raw"
 
 
-def _identity(recipe: Recipe, seed_hashes: dict[str, str]) -> dict:
-    """What decides the data: checked on resume."""
+def seed_hashes(recipe: Recipe, seeds: list[Task] | None = None) -> dict[str, str]:
+    """Per seed file, a hash of its text. Keyed by file name: the same seeds reached by a relative or an absolute
+    path are the same seeds. A pipe (`<(...)`) can be read only once: it is keyed by the tasks read from it
+    (`seeds`; none given, by its name alone)."""
+    return {
+        f.name: sha256(
+            f.read_text(encoding="utf-8")
+            if f.is_file()
+            else stable_json([t.model_dump() for t in seeds or ()])
+        )[:16]
+        for f in input_files(recipe.seeds)
+    }
+
+
+def data_identity(recipe: Recipe, hashes: dict[str, str]) -> dict:
+    """What decides the data: checked on resume (and by `run`, to tell whether generation must run again)."""
     return {
         **data_view(recipe.model_dump(mode="json")),
         "prompts": prompts.template_hashes(),
-        "seeds": seed_hashes,
+        "seeds": hashes,
     }
 
 
@@ -96,17 +110,8 @@ def generate(
 ) -> RunManifest:
     """Run (or resume) the loop into `out` until a stop condition; returns the final manifest."""
     recipe = resolve(recipe)
-    seed_files = input_files(recipe.seeds)
     seeds = load_tasks(recipe.seeds)
-    # Keyed by file name: the same seeds reached by a relative or an absolute path are the same seeds. A pipe
-    # (`<(...)`) can be read only once: it is keyed by the tasks read from it instead.
-    seed_hashes = {
-        f.name: sha256(
-            f.read_text(encoding="utf-8") if f.is_file() else stable_json([t.model_dump() for t in seeds])
-        )[:16]
-        for f in seed_files
-    }
-    identity = _identity(recipe, seed_hashes)
+    identity = data_identity(recipe, seed_hashes(recipe, seeds))
     resolved = recipe.model_dump(mode="json")
     style = prompt_style(recipe)
 
@@ -176,7 +181,7 @@ def generate(
                 prompt_hashes=identity["prompts"],
                 seeds={
                     "path": recipe.seeds,
-                    "files": seed_hashes,
+                    "files": identity["seeds"],
                     "tasks": len(seeds),
                     "prompt_style": style,
                 },

@@ -21,18 +21,15 @@ recorded: in a folder no pipeline wrote, an existing filter or export output is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selfinstruct import prompts
-from selfinstruct.config import Recipe, data_view
+from selfinstruct.config import Recipe
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.schema import sha256, stable_json
-from selfinstruct.seeds import input_files
 from selfinstruct.store import (
     KEPT,
     PIPELINE,
@@ -62,14 +59,16 @@ def _load_state(root: Path) -> dict[str, Any]:
     return state
 
 
-def _seed_hashes(recipe: Recipe) -> dict[str, str]:
-    """Per seed file, a hash of its bytes (a pipe, which can be read once, by its name only); a missing path is
-    generation's own error to report, only if it runs."""
+def _generation_identity(recipe: Recipe) -> dict:
+    """What generation checks on resume (settings, seed files, prompts); missing seeds are its own error to
+    report, only if it runs."""
+    from selfinstruct.generate import data_identity, seed_hashes
+
     try:
-        files = input_files(recipe.seeds)
+        hashes = seed_hashes(recipe)
     except SelfInstructError:
-        return {"missing": str(recipe.seeds)}
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else "" for f in files}
+        hashes = {"missing": str(recipe.seeds)}
+    return data_identity(recipe, hashes)
 
 
 def fingerprints(recipe: Recipe) -> dict[str, str]:
@@ -77,9 +76,7 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
     r = recipe.model_dump(mode="json")
     parts = {
         "generate": {
-            **data_view(r),
-            "seeds": _seed_hashes(recipe),
-            "prompts": prompts.template_hashes(),
+            **_generation_identity(recipe),
             "budget": {k: r["loop"][k] for k in ("target", "max_rounds", "max_requests")},
         },
         "filter": r["filters"],

@@ -83,22 +83,24 @@ def repair_torn_tail(path: Path) -> Repair | None:
             keep = 0
         f.seek(keep)
         fragment = f.read()
-        if _whole_record(fragment):  # complete but for its newline (cut between the two): keep it
+        if whole_record(fragment) is not None:  # complete but for its newline (cut between the two): keep it
             f.write(b"\n")
         else:
             f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
-    if _whole_record(fragment):
+    if whole_record(fragment) is not None:
         return None
     return Repair(path.name, size - keep, fragment.decode("utf-8", errors="replace"))
 
 
-def _whole_record(line: bytes) -> bool:
+def whole_record(line: bytes) -> dict | None:
+    """The JSON object a line holds whole, or None (a torn write, or not an object)."""
     try:
-        return isinstance(json.loads(line), dict)
+        obj = json.loads(line)
     except ValueError:
-        return False
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class JsonlAppender:

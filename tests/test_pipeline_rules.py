@@ -122,31 +122,25 @@ def test_later_stages_refuse_a_run_another_process_is_writing(tmp_path, server):
         holder.wait()
 
 
-def _seed_format_run(folder: Path) -> None:
-    """A folder no pipeline wrote: a Self-Instruct seed file as its tasks.jsonl."""
-    folder.mkdir()
+def _users_file_stays(tmp_path: Path, path: Path, name: str, rel: str) -> Path:
+    """A folder no pipeline wrote (a Self-Instruct seed file as its tasks.jsonl) holding a file of the user's
+    where a stage writes: `run --stages filter,export` refuses it, in one line naming it, and leaves it."""
+    folder = tmp_path / name
+    (folder / rel).parent.mkdir(parents=True)
     (folder / "tasks.jsonl").write_text((ROOT / "seeds" / "seed_tasks.jsonl").read_text())
+    (folder / rel).write_text("MINE\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(folder), "--stages", "filter,export"])
+    assert res.exit_code == 1 and Path(rel).name in res.stderr and "Traceback" not in res.output, res.output
+    assert (folder / rel).read_text() == "MINE\n"
+    return folder
 
 
 def test_a_folder_no_pipeline_wrote_keeps_the_users_files(tmp_path):
     """`run --stages filter,export` deleted the user's filter/kept.jsonl and replaced export/train.jsonl in a
     folder that had no pipeline.json, then failed on the seed-format tasks.jsonl it had just filtered."""
     path = recipe(tmp_path, "http://127.0.0.1:9/v1")
-    mine = tmp_path / "mine"
-    _seed_format_run(mine)
-    (mine / "filter").mkdir()
-    (mine / "filter" / "kept.jsonl").write_text("MY PRECIOUS KEPT\n")
-    res = CliRunner().invoke(app, ["run", str(path), "--out", str(mine), "--stages", "filter,export"])
-    assert res.exit_code == 1 and "kept.jsonl" in res.stderr and "Traceback" not in res.output, res.output
-    assert (mine / "filter" / "kept.jsonl").read_text() == "MY PRECIOUS KEPT\n"
-
-    other = tmp_path / "other"
-    _seed_format_run(other)
-    (other / "export").mkdir()
-    (other / "export" / "train.jsonl").write_text("MY TRAIN FILE\n")
-    res = CliRunner().invoke(app, ["run", str(path), "--out", str(other), "--stages", "filter,export"])
-    assert res.exit_code == 1 and "train.jsonl" in res.stderr and "Traceback" not in res.output, res.output
-    assert (other / "export" / "train.jsonl").read_text() == "MY TRAIN FILE\n"
+    _users_file_stays(tmp_path, path, "mine", "filter/kept.jsonl")
+    other = _users_file_stays(tmp_path, path, "other", "export/train.jsonl")
     (other / "export" / "train.jsonl").rename(tmp_path / "moved.jsonl")  # moved away: the stage runs
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(other), "--stages", "filter,export"])
     assert res.exit_code == 0, res.output

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import MAX_LINE_BYTES, iter_json_records, parse_record
 from selfinstruct.llm.base import Backend, Request, Sampling
-from selfinstruct.store import JsonlAppender, refuse_unless_plain, repair_torn_tail
+from selfinstruct.store import JsonlAppender, refuse_unless_plain, repair_torn_tail, whole_record
 
 # Raw prompts use our plain instruction template; a base model that keeps writing after its reply tends to
 # start the next "## Task" block. Stopping there is part of the shared stop rule (both models get it).
@@ -147,7 +147,7 @@ def _read_own(path: Path) -> dict[str, Answer]:
             raise InputError(path, "a JSON array, not an answers file (JSON Lines)", line=n)
         a = parse_record(Answer, obj, path, n)
         answers[a.key] = a
-    if tail and (whole := _whole_object(tail)) is not None:  # a crash between the line and its newline
+    if tail and (whole := whole_record(tail)) is not None:  # a crash between the line and its newline
         a = parse_record(Answer, whole, path, line)
         answers[a.key] = a
     return answers
@@ -163,14 +163,6 @@ def _tail(path: Path) -> tuple[bytes, int]:
             last = chunk.rpartition(b"\n")[2] if b"\n" in chunk else last + chunk
             last = last[: MAX_LINE_BYTES + 1]
     return last, lines + 1
-
-
-def _whole_object(line: bytes) -> dict | None:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 class AnswerBook:

@@ -255,9 +255,8 @@ def clear(out: Path) -> list[str]:
         if path.is_file() and not path.is_symlink():
             path.unlink()
             removed.append(name)
-    adapter = out / ADAPTER
-    if adapter.is_dir() and not adapter.is_symlink():
-        shutil.rmtree(adapter)
+    if (out / ADAPTER).is_dir() and not (out / ADAPTER).is_symlink():
+        remove(out / ADAPTER)
         removed.append(ADAPTER)
     for ckpt in checkpoints(out):
         remove(ckpt)
@@ -266,13 +265,9 @@ def clear(out: Path) -> list[str]:
 
 
 def _plain_child(name: object) -> bool:
-    """A name that can only mean a child of the directory: not "", ".", "..", nor a path."""
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and not any(c in name for c in ("/", "\\", "\0"))
-        and Path(name).name == name
-    )
+    """A name that can only mean a child of the directory: not "", ".", "..", nor a path (`Path(".").name` is
+    "", and a name with a separator is not its own last part)."""
+    return isinstance(name, str) and name not in ("", "..") and "\0" not in name and Path(name).name == name
 
 
 def _is_card(path: Path) -> bool:
