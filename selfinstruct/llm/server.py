@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.llm.vllm_engine import on_cpu
+from selfinstruct.llm.vllm_engine import engine_dtype, on_cpu
 from selfinstruct.modeldir import refuse_unservable, require_dir
 
 ENTRY = "vllm.entrypoints.openai.api_server"
@@ -151,6 +151,8 @@ def launch(
     cmd += list(extra_args)
     if not any("chunked-prefill" in a for a in extra_args) and on_cpu():
         cmd.append("--no-enable-chunked-prefill")  # see vllm_engine.cpu_safe_engine_kwargs: seeds crash it
+    if not any(a == "--dtype" or a.startswith("--dtype=") for a in extra_args):
+        cmd += ["--dtype", engine_dtype("auto")]  # float32 on a CPU without native bfloat16 (engine_dtype)
     env = dict(os.environ)
     if kv_cache_gib is not None:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # ignored on GPU; user's value wins

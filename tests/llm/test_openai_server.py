@@ -21,6 +21,7 @@ import pytest
 from selfinstruct.errors import SelfInstructError
 from selfinstruct.llm import OpenAIBackend, Request, Sampling
 from selfinstruct.llm.server import free_port
+from selfinstruct.llm.vllm_engine import native_bf16
 
 pytestmark = pytest.mark.server
 
@@ -102,6 +103,12 @@ def test_arguments_after_the_double_dash_reach_vllm(served):
     [line] = [line for line in served.output if line.startswith("log: ")]
     log = line.split()[1]
     assert "'max_num_seqs': 200" in open(log).read()
+
+
+def test_the_server_computes_in_float32_on_a_cpu_without_native_bfloat16(served):
+    [line] = [line for line in served.output if line.startswith("log: ")]
+    named = "'dtype': 'float32'" in open(line.split()[1]).read()  # vLLM logs the settings it was given
+    assert named == (not native_bf16(open("/proc/cpuinfo").read()))
 
 
 def test_sixteen_chat_requests_through_the_server(served, chat):
