@@ -201,13 +201,10 @@ def _encode(
     n, i = at, 0
     while i < n_texts:
         start = ends[i - 1] if i else 0
-        j, own = i + 1, 1 if same[i] < 0 else 0
+        j = i + 1
         while j < n_texts and ends[j] - start <= _CHUNK:
-            own += 1 if same[j] < 0 else 0
             j += 1
-        # its own texts' tokens, so its new words or repeats, at most (a copy brings none: on a stream of exact
-        # repeats, room for one per text grew and rehashed both tables for nothing)
-        room = (ends[j - 1] - start) // 2 + own + 1
+        room = (ends[j - 1] - start) // 2 + (j - i) + 1  # its tokens, so its new words or repeats, at most
         toff = _grow(toff, ntok + room + 1)
         tfeat = _grow(tfeat, ntok + room)
         count = _grow(count, ntok + room)
