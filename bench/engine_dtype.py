@@ -74,10 +74,8 @@ def main() -> None:
                 __file__,
                 "--one",
                 dtype,
-                "--reps",
-                str(args.reps),
-                "--max-tokens",
-                str(args.max_tokens),
+                f"--reps={args.reps}",
+                f"--max-tokens={args.max_tokens}",
             ],
             capture_output=True,
             text=True,
@@ -91,4 +89,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from selfinstruct.signals import script_boundary
+
+    with script_boundary():  # SIGINT/SIGTERM: clean stop, no engine left running
+        main()

@@ -48,7 +48,7 @@ def native_bf16(cpuinfo: str) -> bool:
 def engine_dtype(dtype: str) -> str:
     """The dtype to start the engine with. vLLM's CPU platform resolves "auto" to bfloat16 on every x86 or Arm
     CPU, but one without native bfloat16 emulates it: on an AVX2-only AMD EPYC (2 cores) the embedded model
-    generated 23.4 tokens/s in bfloat16 and 72.1 in float32 (24 sequences of 128 tokens). So "auto" becomes
+    generated 24.9 tokens/s in bfloat16 and 98.2 in float32 (`bench/engine_dtype.py`). So "auto" becomes
     float32 on such a CPU; a dtype the user names is kept, and so is "auto" where /proc/cpuinfo can't tell."""
     if dtype != "auto" or not on_cpu():
         return dtype

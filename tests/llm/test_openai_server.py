@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -107,8 +108,8 @@ def test_arguments_after_the_double_dash_reach_vllm(served):
 
 def test_the_server_computes_in_float32_on_a_cpu_without_native_bfloat16(served):
     [line] = [line for line in served.output if line.startswith("log: ")]
-    named = "'dtype': 'float32'" in open(line.split()[1]).read()  # vLLM logs the settings it was given
-    assert named == (not native_bf16(open("/proc/cpuinfo").read()))
+    named = "'dtype': 'float32'" in Path(line.split()[1]).read_text()  # vLLM logs the settings it was given
+    assert named == (not native_bf16(Path("/proc/cpuinfo").read_text()))
 
 
 def test_sixteen_chat_requests_through_the_server(served, chat):
