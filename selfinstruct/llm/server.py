@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.llm.vllm_engine import engine_dtype, on_cpu
+from selfinstruct.llm.vllm_engine import cpu_env_defaults, engine_dtype, on_cpu
 from selfinstruct.modeldir import refuse_unservable, require_dir
 
 ENTRY = "vllm.entrypoints.openai.api_server"
@@ -157,6 +157,7 @@ def launch(
     if kv_cache_gib is not None:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # ignored on GPU; user's value wins
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local checkpoint never needs the hub
+    env.update(cpu_env_defaults())
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd,

@@ -48,7 +48,7 @@ def native_bf16(cpuinfo: str) -> bool:
 def engine_dtype(dtype: str) -> str:
     """The dtype to start the engine with. vLLM's CPU platform resolves "auto" to bfloat16 on every x86 or Arm
     CPU, but one without native bfloat16 emulates it: on an AVX2-only AMD EPYC (2 cores) the embedded model
-    generated 24.9 tokens/s in bfloat16 and 98.2 in float32 (`bench/engine_dtype.py`). So "auto" becomes
+    generated 21.3 tokens/s in bfloat16 and 83.0 in float32 (`bench/engine_cpu.py`). So "auto" becomes
     float32 on such a CPU; a dtype the user names is kept, and so is "auto" where /proc/cpuinfo can't tell."""
     if dtype != "auto" or not on_cpu():
         return dtype
@@ -57,6 +57,19 @@ def engine_dtype(dtype: str) -> str:
     except OSError:
         return dtype
     return dtype if native_bf16(cpuinfo) else "float32"
+
+
+def cpu_env_defaults(usable_cpus: int | None = None) -> dict[str, str]:
+    """Environment settings for vLLM's CPU engine that the user has not made. vLLM keeps one core out of its
+    worker's OpenMP threads for the scheduler process, which needs a fraction of one: on a machine with two
+    cores that idles half the compute, and the embedded model generated 83 tokens/s with a core kept and 123
+    with none (`bench/engine_cpu.py`). Sharing a core only pays while the scheduler needs less than 1/n of
+    it (every OpenMP step waits for its slowest thread), so none is kept on at most two usable cores."""
+    if usable_cpus is None:
+        usable_cpus = len(os.sched_getaffinity(0))
+    if usable_cpus > 2 or "VLLM_CPU_NUM_OF_RESERVED_CPU" in os.environ or not on_cpu():
+        return {}
+    return {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 
 
 def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +121,7 @@ class VLLMBackend:
             # Read by vLLM's CPU worker (a spawned process that inherits our environment); an explicit
             # setting by the user wins. Ignored on GPU.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
+        os.environ.update(cpu_env_defaults())  # read by the engine process, as the line above
 
         from vllm import LLM
 

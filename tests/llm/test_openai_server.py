@@ -112,6 +112,12 @@ def test_the_server_computes_in_float32_on_a_cpu_without_native_bfloat16(served)
     assert named == (not native_bf16(Path("/proc/cpuinfo").read_text()))
 
 
+def test_the_server_keeps_no_core_from_its_engine_on_two_cores(served):
+    [line] = [line for line in served.output if line.startswith("log: ")]
+    kept_none = "reserve_cpu_num=0" in Path(line.split()[1]).read_text()  # vLLM logs its thread binding
+    assert kept_none == (len(os.sched_getaffinity(0)) <= 2)
+
+
 def test_sixteen_chat_requests_through_the_server(served, chat):
     backend = OpenAIBackend(served.model_name, base_urls=served.base_url, concurrency=8)
     reqs = [chat(f"Write one sentence about the number {i}.", max_tokens=24, seed=i) for i in range(16)]

@@ -5,13 +5,14 @@ Run: .venv/bin/pytest -q tests/llm/test_vllm_engine.py
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from selfinstruct.llm import Request, Sampling
-from selfinstruct.llm.vllm_engine import native_bf16
+from selfinstruct.llm.vllm_engine import cpu_env_defaults, native_bf16
 
 pytestmark = pytest.mark.vllm
 
@@ -30,6 +31,25 @@ def test_the_engine_computes_in_float32_on_a_cpu_without_native_bfloat16(vllm_ba
     # vLLM's "auto" is bfloat16 on any x86 CPU; emulated, it generated 3x slower here (engine_dtype)
     bf16 = native_bf16(Path("/proc/cpuinfo").read_text())
     assert vllm_backend.llm.llm_engine.model_config.dtype == (torch.bfloat16 if bf16 else torch.float32)
+
+
+def test_no_core_is_kept_from_the_engine_on_two_cores(monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    assert cpu_env_defaults(1) == cpu_env_defaults(2) == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert cpu_env_defaults(3) == {}
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")  # the user's setting wins
+    assert cpu_env_defaults(2) == {}
+
+
+def test_the_engine_computes_on_every_core_of_a_two_core_machine(vllm_backend):
+    # vLLM keeps a core for its scheduler; on two cores that idled half the compute (cpu_env_defaults). Its
+    # CPU worker binds each of its threads to the cores it computes on.
+    import psutil
+
+    [worker] = [p for p in psutil.Process().children(recursive=True) if "Worker" in p.name()]
+    cores = set().union(*(os.sched_getaffinity(t.id) for t in worker.threads()))
+    usable = os.sched_getaffinity(0)
+    assert cores == usable if len(usable) <= 2 else cores < usable
 
 
 def test_sixteen_chat_requests_give_sixteen_results_in_order(vllm_backend, chat):

@@ -1,12 +1,15 @@
-"""Engine dtype on this CPU: the embedded model generating in bfloat16 (vLLM's CPU default for "auto") and in
-float32 (what `engine_dtype` picks on a CPU without native bfloat16), one engine at a time, in one run.
+"""vLLM's CPU engine settings on this machine, side by side in one run: the embedded model generating in
+bfloat16 (vLLM's default for "auto") and in float32 (what `engine_dtype` picks on a CPU without native
+bfloat16), and in float32 with one core kept for vLLM's scheduler (vLLM's default) and with none (what
+`cpu_env_defaults` picks on at most two usable cores).
 
 Method: 24 raw prompts, each asking for a list, temperature 0.7 with one seed, `--max-tokens` each (128 unless
-given; `ignore_eos`), so both dtypes generate the same number of tokens; one warm-up pass, then `--reps` timed
-passes per dtype. Each engine runs in a child process of its own (vLLM keeps state per process), closed before
-the next starts.
+given; `ignore_eos`), so every setting generates the same number of tokens; one warm-up pass, then `--reps`
+timed passes per setting. Each engine runs in a child process of its own (vLLM keeps state per process, and
+reads the kept cores from the environment), closed before the next starts. The engine's start (imports,
+model load, the worker's spawn) is timed too.
 
-Run: .venv/bin/python bench/engine_dtype.py [--reps 2] [--max-tokens 128]
+Run: .venv/bin/python bench/engine_cpu.py [--reps 2] [--max-tokens 128]
 """
 
 from __future__ import annotations
@@ -28,9 +31,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
+# (label, dtype, cores kept for the scheduler): each named explicitly, so neither default picks for us
+SETTINGS = [("bfloat16, 1 core kept", "bfloat16", 1), ("float32, 1 core kept", "float32", 1)]
+SETTINGS += [("float32, no core kept", "float32", 0)]
+
 
 def one(dtype: str, reps: int, max_tokens: int) -> dict:
-    """Tokens/s of `reps` passes on an engine started with `dtype` (our backend passes it through as named)."""
+    """Start time and tokens/s of `reps` passes on an engine started with `dtype` (passed through as named)."""
+    t0 = time.perf_counter()
     from vllm import SamplingParams
 
     from selfinstruct.llm.vllm_engine import VLLMBackend
@@ -39,6 +47,7 @@ def one(dtype: str, reps: int, max_tokens: int) -> dict:
     backend = VLLMBackend(
         str(prepare(None).path), enforce_eager=True, max_model_len=2048, seed=0, dtype=dtype
     )
+    start_s = time.perf_counter() - t0
     prompts = [f"Write a list of {i + 2} ideas for a birthday party:\n1." for i in range(24)]
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, temperature=0.7, seed=1)
     rates = []
@@ -49,7 +58,7 @@ def one(dtype: str, reps: int, max_tokens: int) -> dict:
         if rep:  # the first pass warms up
             rates.append(tokens / (time.perf_counter() - t0))
     backend.close()
-    return {"dtype": dtype, "tokens_per_pass": tokens, "tok_s": rates}
+    return {"start_s": start_s, "tokens_per_pass": tokens, "tok_s": rates}
 
 
 def main() -> None:
@@ -61,31 +70,36 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one, args.reps, args.max_tokens)), flush=True)
         return
-    from selfinstruct.llm.vllm_engine import engine_dtype, native_bf16
+    from selfinstruct.llm.vllm_engine import cpu_env_defaults, engine_dtype, native_bf16
 
     bf16 = native_bf16(Path("/proc/cpuinfo").read_text())
+    cores = len(os.sched_getaffinity(0))
     print(f"native bfloat16: {bf16}; `auto` starts the engine in {engine_dtype('auto')}")
-    print("| dtype | tokens a pass | tok/s (best) | tok/s (median) |\n|---|---:|---:|---:|")
+    print(f"usable cores: {cores}; environment defaults: {cpu_env_defaults() or 'none'}")
+    print("| setting | start s | tokens a pass | tok/s (best) | tok/s (median) |\n|---|---:|---:|---:|---:|")
     best = {}
-    for dtype in ("bfloat16", "float32"):
+    for label, dtype, kept in SETTINGS:
         out = subprocess.run(
             [
                 sys.executable,
                 __file__,
-                "--one",
-                dtype,
+                f"--one={dtype}",
                 f"--reps={args.reps}",
                 f"--max-tokens={args.max_tokens}",
             ],
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "VLLM_CPU_NUM_OF_RESERVED_CPU": str(kept)},
         ).stdout.splitlines()[-1]
         r = json.loads(out)
         rates = sorted(r["tok_s"])
-        best[dtype] = rates[-1]
-        print(f"| {dtype} | {r['tokens_per_pass']:,} | {rates[-1]:.1f} | {statistics.median(rates):.1f} |")
-    print(f"float32 / bfloat16 (best): {best['float32'] / best['bfloat16']:.2f}x")
+        best[label] = rates[-1]
+        print(f"| {label} | {r['start_s']:.1f} | {r['tokens_per_pass']:,} | {rates[-1]:.1f} | "
+              f"{statistics.median(rates):.1f} |")  # fmt: skip
+    (a, _, _), (b, _, _), (c, _, _) = SETTINGS
+    print(f"float32 / bfloat16 (best, 1 core kept): {best[b] / best[a]:.2f}x; "
+          f"no core kept / 1 core kept (float32): {best[c] / best[b]:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
