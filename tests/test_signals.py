@@ -114,6 +114,19 @@ def test_children_die_with_a_parent_killed_outright(tmp_path):
     assert not alive, [k.cmdline() for k in alive]
 
 
+def test_every_bench_script_arms_die_with_parent_in_the_engines_it_spawns():
+    """vLLM's engine core and worker are spawned processes that run the script's module again; only if that
+    module imports selfinstruct at its top do they watch for their parent's end (above). bench/engine_dtype.py
+    imported it inside a function: stopped while its child started an engine, the engine core lived on."""
+    import ast
+
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+        top = [n.names[0].name for n in tree.body if isinstance(n, ast.Import)]
+        top += [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert any(m.split(".")[0] == "selfinstruct" for m in top), f"{script.name}: no top-level selfinstruct import"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_before_the_command_starts_ends_it_quietly(signum):
     """A SIGINT while the CLI was still importing printed a KeyboardInterrupt traceback (rc -2); a SIGTERM then
