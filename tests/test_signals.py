@@ -124,7 +124,9 @@ def test_every_bench_script_arms_die_with_parent_in_the_engines_it_spawns():
         tree = ast.parse(script.read_text(encoding="utf-8"))
         top = [n.names[0].name for n in tree.body if isinstance(n, ast.Import)]
         top += [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
-        assert any(m.split(".")[0] == "selfinstruct" for m in top), f"{script.name}: no top-level selfinstruct import"
+        assert any(m.split(".")[0] == "selfinstruct" for m in top), (
+            f"{script.name}: no top-level selfinstruct import"
+        )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
