@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-import selfinstruct  # noqa: E402, F401  (vLLM's spawned engine processes rerun this module: die_with_parent)
+import selfinstruct  # noqa: F401  (vLLM's spawned engine processes rerun this module: die_with_parent)
 
 EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 FILES = [  # Alpaca first, so "the first 2,000" are ordinary Alpaca instructions

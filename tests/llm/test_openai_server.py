@@ -31,6 +31,7 @@ class Served:
     def __init__(self, proc: subprocess.Popen, lines: queue.Queue):
         self.proc, self.lines, self.output = proc, lines, []
         self.base_url = self.model_name = ""
+        self.log = Path()  # the server's log file, as the command printed it
 
     def read_until(self, needle: str, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
@@ -80,6 +81,8 @@ def served(embedded_model):
         s.read_until("stops the server", timeout_s=600)  # the last line printed once healthy
         [line] = [line for line in s.output if line.startswith("serving ")]
         s.model_name, s.base_url = line.split()[1], line.split()[-1]
+        [line] = [line for line in s.output if line.startswith("log: ")]
+        s.log = Path(line.split()[1])
         s.children = psutil.Process(proc.pid).children(recursive=True)
         yield s
     finally:
@@ -101,20 +104,16 @@ def test_serve_prints_the_base_url_and_a_recipe_line(served):
 
 
 def test_arguments_after_the_double_dash_reach_vllm(served):
-    [line] = [line for line in served.output if line.startswith("log: ")]
-    log = line.split()[1]
-    assert "'max_num_seqs': 200" in open(log).read()
+    assert "'max_num_seqs': 200" in served.log.read_text()
 
 
 def test_the_server_computes_in_float32_on_a_cpu_without_native_bfloat16(served):
-    [line] = [line for line in served.output if line.startswith("log: ")]
-    named = "'dtype': 'float32'" in Path(line.split()[1]).read_text()  # vLLM logs the settings it was given
+    named = "'dtype': 'float32'" in served.log.read_text()  # vLLM logs the settings it was given
     assert named == (not native_bf16(Path("/proc/cpuinfo").read_text()))
 
 
 def test_the_server_keeps_no_core_from_its_engine_on_two_cores(served):
-    [line] = [line for line in served.output if line.startswith("log: ")]
-    kept_none = "reserve_cpu_num=0" in Path(line.split()[1]).read_text()  # vLLM logs its thread binding
+    kept_none = "reserve_cpu_num=0" in served.log.read_text()  # vLLM logs its thread binding
     assert kept_none == (len(os.sched_getaffinity(0)) <= 2)
 
 
