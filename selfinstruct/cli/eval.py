@@ -207,52 +207,6 @@ def judge(
     )
 
 
-# The fields of every line `eval rouge` writes (sft.eval.evaluate): how a file is told to be its answers.
-_ROUGE_ROW = {"id", "role", "model", "instruction", "input", "reference", "answer", "finish_reason", "tokens"}
-
-
-def _rouge_answers(
-    answers: Path | None, model: Path, base: str | None, data: Path | None, *, force: bool
-) -> Path:
-    """Where `eval rouge` may write its answers, checked before any engine starts: the file is replaced whole,
-    so never an input (the data, a model's files), a link or a device, and an existing file only when it holds
-    this command's earlier answers (a rerun) or with `force`."""
-    from selfinstruct.errors import SelfInstructError
-    from selfinstruct.sft.eval import default_data
-    from selfinstruct.sft.train import read_summary
-    from selfinstruct.store import check_output
-
-    out = answers if answers is not None else model / "eval_answers.jsonl"
-    inputs: list[Path] = []
-    if data is not None:
-        inputs.append(data)
-    else:
-        try:
-            inputs.append(default_data())
-        except SelfInstructError:
-            pass  # evaluate says so, after it has checked the model
-    summary = read_summary(model)
-    for d in (model, base or (summary and summary["result"].get("base_model"))):
-        if d and Path(d).is_dir():
-            inputs += [f for f in Path(d).iterdir() if f.is_file()]
-    ours = out.is_file() and not out.is_symlink() and _rouge_answers_file(out)
-    return check_output(out, inputs=inputs, replace=force or ours)
-
-
-def _rouge_answers_file(path: Path) -> bool:
-    """Whether `path` holds what `eval rouge` wrote: nothing (no item was answered), or lines of its rows."""
-    from selfinstruct.errors import InputError
-    from selfinstruct.jsonl import iter_json_objects
-
-    if path.stat().st_size == 0:
-        return True
-    try:
-        _, first = next(iter_json_objects(path))
-    except (InputError, StopIteration):
-        return False
-    return _ROUGE_ROW <= first.keys()
-
-
 @eval_app.command("rouge")
 def rouge(
     model: Path = typer.Option(
@@ -283,7 +237,8 @@ def rouge(
         data=data,
         limit=limit,
         max_tokens=max_tokens,
-        answers=_rouge_answers(answers, model, base, data, force=force),
+        answers=answers,
+        force=force,
     )
     if as_json:
         print_json(report.model_dump())

@@ -20,7 +20,7 @@ from selfinstruct.modeldir import refuse_unservable
 from selfinstruct.models import default_model_dir
 from selfinstruct.sft.render import inference_prompt, load_tokenizer
 from selfinstruct.sft.train import read_summary
-from selfinstruct.store import atomic_file
+from selfinstruct.store import atomic_file, check_output
 
 # Evaluation only: never train on it (see shared/data/external/PROVENANCE.md).
 DEFAULT_DATA = Path("../shared/data/external/self_instruct_user_oriented_instructions.jsonl")
@@ -111,12 +111,15 @@ def evaluate(
     limit: int | None = None,
     max_tokens: int = 256,
     answers: str | Path | None = None,
+    force: bool = False,
 ) -> EvalReport:
     """Generate greedy answers with the base model, then the student (never both engines alive at once),
-    write every answer to `answers` (JSONL; default STUDENT/eval_answers.jsonl) and score both."""
+    write every answer to `answers` (JSONL; default STUDENT/eval_answers.jsonl) and score both. `answers` is
+    checked before any engine starts (`answers_path`); `force` lets it replace a file that holds other lines."""
     from selfinstruct.filters.rouge import rouge_l
 
     student = Path(student)
+    answers = answers_path(answers, student, base, data, force=force)
     if not (student / "config.json").is_file():
         raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
     refuse_unservable(str(student))  # before the base's engine runs, not after
@@ -127,7 +130,6 @@ def evaluate(
     items = load_items(data, limit)
     if not items:
         raise InputError(data, "no evaluation items")
-    answers = Path(answers) if answers is not None else student / "eval_answers.jsonl"
     sampling = Sampling(temperature=0.0, max_tokens=max_tokens, seed=0)
 
     scores, rows = {}, []
@@ -184,6 +186,49 @@ def evaluate(
         base=scores["base"],
         student=scores["student"],
     )
+
+
+# The fields of every line `evaluate` writes: how a file is told to be its answers.
+_ROW = {"id", "role", "model", "instruction", "input", "reference", "answer", "finish_reason", "tokens"}
+
+
+def answers_path(
+    answers: str | Path | None,
+    student: Path,
+    base: str | Path | None,
+    data: str | Path | None,
+    *,
+    force: bool,
+) -> Path:
+    """Where `evaluate` may write its answers (default STUDENT/eval_answers.jsonl), checked before any engine
+    starts: the file is replaced whole, so never an input (the data, a model's files), a link or a device, and
+    an existing file only when it holds earlier answers of `evaluate` (a rerun) or with `force`."""
+    out = Path(answers) if answers is not None else student / "eval_answers.jsonl"
+    inputs: list[Path] = []
+    if data is not None:
+        inputs.append(Path(data))
+    else:
+        try:
+            inputs.append(default_data())
+        except SelfInstructError:
+            pass  # evaluate says so, after it has checked the model
+    summary = read_summary(student)
+    for d in (student, base or (summary and summary["result"].get("base_model"))):
+        if d and Path(d).is_dir():
+            inputs += [f for f in Path(d).iterdir() if f.is_file()]
+    ours = out.is_file() and not out.is_symlink() and _answers_file(out)
+    return check_output(out, inputs=inputs, replace=force or ours)
+
+
+def _answers_file(path: Path) -> bool:
+    """Whether `path` holds what `evaluate` wrote: nothing (no item was answered), or lines of its rows."""
+    if path.stat().st_size == 0:
+        return True
+    try:
+        _, first = next(iter_json_objects(path))
+    except (InputError, StopIteration):
+        return False
+    return _ROW <= first.keys()
 
 
 def vllm_factory(

@@ -161,6 +161,29 @@ def test_rouge_answers_replaces_its_own_previous_answers(rouge_setup, tmp_path):
     assert answers.read_text() == first and len(started) == 4
 
 
+def test_evaluate_as_a_library_checks_where_it_writes_its_answers(rouge_setup, tmp_path, scripted):
+    """The library call refuses what the command refuses, before any engine starts (it once wrote anywhere)."""
+    from selfinstruct.sft.eval import evaluate
+
+    _, models, data, _ = rouge_setup
+    started: list[str] = []
+
+    def start(path: str):
+        started.append(path)
+        return scripted(lambda r: "hello")
+
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("my notes\n")
+    with pytest.raises(SelfInstructError, match="already exists"):
+        evaluate(models["student"], backend_factory=start, data=data, answers=notes)
+    with pytest.raises(SelfInstructError, match="is this command's input"):
+        evaluate(models["student"], backend_factory=start, data=data, answers=data, force=True)
+    assert notes.read_text() == "my notes\n" and started == []
+    report = evaluate(models["student"], backend_factory=start, data=data, answers=notes, force=True)
+    assert report.answers_path == str(notes) and len(started) == 2
+    assert [json.loads(line)["role"] for line in notes.read_text().splitlines()] == ["base", "student"]
+
+
 @pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
 def test_rouge_answers_through_a_link_or_to_a_device_is_refused(rouge_setup, tmp_path, kind):
     import os
