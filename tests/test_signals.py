@@ -114,6 +114,45 @@ def test_children_die_with_a_parent_killed_outright(tmp_path):
     assert not alive, [k.cmdline() for k in alive]
 
 
+HOST = """
+import multiprocessing as mp, os, sys, time
+
+def engine_process():  # what vLLM's engine core and workers do first
+    from vllm.plugins import load_general_plugins
+
+    load_general_plugins()
+    print(os.getpid(), flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    from selfinstruct.vllm_plugin import hosting  # inside a function, as a user's script may: never rerun
+
+    with hosting():  # as VLLMBackend starts its engine
+        child = mp.get_context("spawn").Process(target=engine_process)
+        child.start()
+    time.sleep(600)
+"""
+
+
+def test_an_engine_stops_with_its_host_whatever_the_hosts_main_module_imports(tmp_path):
+    """vLLM's engine processes run the host's main module again, and only a module that imported selfinstruct
+    at its top armed their watch: a user's script that imported it inside a function, killed outright, left
+    the engine core running for good. vLLM now arms it itself, through our entry point in its plugin group."""
+    import os
+
+    import psutil
+
+    (tmp_path / "host.py").write_text(HOST)
+    host = subprocess.Popen([sys.executable, str(tmp_path / "host.py")], stdout=subprocess.PIPE, text=True)
+    engine = psutil.Process(int(host.stdout.readline()))  # its plugins are loaded
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    gone, alive = psutil.wait_procs([engine], timeout=15)
+    for p in alive:
+        p.kill()
+    assert not alive, "the engine process outlived its host"
+
+
 def test_every_bench_script_arms_die_with_parent_in_the_engines_it_spawns():
     """vLLM's engine core and worker are spawned processes that run the script's module again; only if that
     module imports selfinstruct at its top do they watch for their parent's end (above). bench/engine_dtype.py

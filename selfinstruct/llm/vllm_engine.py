@@ -27,6 +27,7 @@ from selfinstruct.llm.base import Completion, Request, Sampling
 from selfinstruct.llm.config import VLLMConfig
 from selfinstruct.modeldir import refuse_unservable, require_dir
 from selfinstruct.models import default_model_dir
+from selfinstruct.vllm_plugin import hosting
 
 
 def on_cpu() -> bool:
@@ -132,7 +133,8 @@ class VLLMBackend:
         try:
             fields = cfg.model_dump(include=_ENGINE_FIELDS)
             fields["dtype"] = engine_dtype(fields["dtype"])
-            self.llm = LLM(model, **fields, **cpu_safe_engine_kwargs(cfg.engine_kwargs))
+            with hosting():  # the engine's processes stop once this one is gone (vllm_plugin.py)
+                self.llm = LLM(model, **fields, **cpu_safe_engine_kwargs(cfg.engine_kwargs))
         except (RuntimeError, ValueError, OSError) as e:
             raise SelfInstructError(f"vLLM could not start on {model}: {e}") from e
         self._tokenizer = self.llm.get_tokenizer()
