@@ -125,7 +125,7 @@ def engine_process():  # what vLLM's engine core and workers do first
     time.sleep(600)
 
 if __name__ == "__main__":
-    from selfinstruct.vllm_plugin import hosting  # inside a function, as a user's script may: never rerun
+    from selfinstruct.vllm_plugin import hosting  # not at the top, as a user's script may: never rerun
 
     with hosting():  # as VLLMBackend starts its engine
         child = mp.get_context("spawn").Process(target=engine_process)
@@ -144,7 +144,11 @@ def test_an_engine_stops_with_its_host_whatever_the_hosts_main_module_imports(tm
 
     (tmp_path / "host.py").write_text(HOST)
     host = subprocess.Popen([sys.executable, str(tmp_path / "host.py")], stdout=subprocess.PIPE, text=True)
-    engine = psutil.Process(int(host.stdout.readline()))  # its plugins are loaded
+    line = host.stdout.readline()
+    while not line.strip().isdigit():  # vLLM may log to stdout first
+        assert line, "the host ended before its engine process loaded vLLM's plugins"
+        line = host.stdout.readline()
+    engine = psutil.Process(int(line))  # its plugins are loaded
     os.kill(host.pid, signal.SIGKILL)
     host.wait()
     gone, alive = psutil.wait_procs([engine], timeout=15)
@@ -154,9 +158,10 @@ def test_an_engine_stops_with_its_host_whatever_the_hosts_main_module_imports(tm
 
 
 def test_every_bench_script_arms_die_with_parent_in_the_engines_it_spawns():
-    """vLLM's engine core and worker are spawned processes that run the script's module again; only if that
-    module imports selfinstruct at its top do they watch for their parent's end (above). bench/engine_dtype.py
-    imported it inside a function: stopped while its child started an engine, the engine core lived on."""
+    """vLLM's engine core and worker are spawned processes that run the script's module again; if that module
+    imports selfinstruct at its top they watch for their parent's end (above) whoever started the engine, the
+    guard beside vllm_plugin's. bench/engine_dtype.py imported it inside a function: stopped while its child
+    started an engine, the engine core lived on (before vllm_plugin)."""
     import ast
 
     for script in sorted((ROOT / "bench").glob("*.py")):
