@@ -160,6 +160,39 @@ def test_kill_nine_inside_a_stop_then_resume_ends_as_the_clean_stop_does(
     _on_record_once(killed)
 
 
+@pytest.mark.parametrize("fault", ["after:rejects:3", "after:unfinished"])
+def test_a_readmit_between_a_kill_inside_a_stop_and_the_resume_ends_as_after_a_clean_stop(
+    tmp_path, server, fault
+):
+    """Someone auditing the rejects readmits one of a run killed while it wrote its stop, before anyone resumes
+    it: readmit acts as the writer of a run nobody holds, and the resume then finishes the stop as decided and
+    takes the readmitted instruction in, ending where the clean stop, the same readmit and a resume end."""
+    from selfinstruct.readmit import readmit
+
+    recipe = _recipe(tmp_path, server, "rounds")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert _stopped_run(recipe, clean, server, k=K) == 130
+    assert _stopped_run(recipe, killed, server, fault=fault, k=K) == -signal.SIGKILL
+    pick = next(
+        r["id"]
+        for r in records(killed / "rejects.jsonl")
+        if r["stage"] in ("heuristics", "rouge") and r.get("record", {}).get("instruction")
+    )
+    for run in (clean, killed):
+        entries, writer = readmit(run, [pick], by="ana", now="2026-12-01T00:00:00+00:00")
+        assert writer is None and [e.reject_id for e in entries] == [pick]
+        _resume(recipe, run)
+    tasks = records(killed / "tasks.jsonl")
+    assert tasks == records(clean / "tasks.jsonl")
+    assert records(killed / "rejects.jsonl") == records(clean / "rejects.jsonl")
+    readmitted = [json.loads((r / "manifest.json").read_text())["readmitted"] for r in (clean, killed)]
+    assert readmitted[0] == readmitted[1] and [r["reject_id"] for r in readmitted[1]] == [pick]
+    # an instruction alone: it joined the pool, then got its classification and instances as a task of its own
+    done = [t for t in tasks if t.get("meta", {}).get("completes") == readmitted[1][0]["task_id"]]
+    assert [t["provenance"] for t in done] == ["readmitted"] and done[0]["instances"]
+    _on_record_once(killed)
+
+
 def test_the_schedule_cannot_change_on_resume_even_with_force(tmp_path):
     stream = load_recipe(
         recipe_file(
