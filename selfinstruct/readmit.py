@@ -42,7 +42,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def default_by() -> str:
-    return os.environ.get("USER") or "unknown"
+    """$USER without control characters (recorded in the manifest and shown by audit), or "unknown"."""
+    return _CONTROL.sub("", os.environ.get("USER", "")) or "unknown"
 
 
 def split_ids(values: Iterable[str]) -> list[str]:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from selfinstruct.audit import KEPT, audit
 from selfinstruct.cli import app
 from selfinstruct.errors import SelfInstructError
-from selfinstruct.readmit import as_task, readmit, split_ids
+from selfinstruct.readmit import as_task, default_by, readmit, split_ids
 from selfinstruct.schema import Instance, Readmission, Reject, RunManifest, Task
 from selfinstruct.store import JsonlAppender, RunStore, read_jsonl
 
@@ -125,8 +125,12 @@ def test_ids_comma_separated_and_default_user(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [(e["reject_id"], e["by"]) for e in out["readmitted"]] == [("r-heur", "bo"), ("r-rouge", "bo")]
+    monkeypatch.setenv("USER", "bo\x1b[2J\x07")  # not ours to trust: recorded, then shown by audit
+    assert readmit(run, ["r-flight"])[0][0].by == "bo[2J"
+    monkeypatch.setenv("USER", "\x1b")
+    assert default_by() == "unknown"
     monkeypatch.delenv("USER")
-    assert readmit(run, ["r-flight"])[0][0].by == "unknown"
+    assert default_by() == "unknown"
     assert split_ids(["a,b", " c ", "a", ","]) == ["a", "b", "c"]
 
 
