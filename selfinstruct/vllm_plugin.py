@@ -20,7 +20,8 @@ HOST = "SELFINSTRUCT_ENGINE_HOST"
 
 @contextmanager
 def hosting() -> Iterator[None]:
-    """While an engine starts: its processes (started now, inheriting the environment) watch this one."""
+    """While an engine starts: its processes (started now, inheriting the environment) arm their watch, the
+    engine core on this process, each worker on the engine core."""
     before = os.environ.get(HOST)
     os.environ[HOST] = str(os.getpid())
     try:
