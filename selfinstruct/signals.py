@@ -173,9 +173,6 @@ def script_boundary() -> Iterator[None]:
         raise SystemExit(e.exit_code) from None
 
 
-_watching = False  # die_with_parent has started its watch in this process
-
-
 def die_with_parent(grace_s: float = 10.0) -> None:
     """In a child process (vLLM's engine core and its workers): once the process that started it is gone, stop
     (SIGTERM, so vLLM shuts its engine down; SIGKILL if that takes over `grace_s`). After a kill -9 of the
@@ -184,10 +181,8 @@ def die_with_parent(grace_s: float = 10.0) -> None:
     package's __init__ in a process multiprocessing spawned (vLLM starts its engine core so) when that child runs
     our main module again, and by vLLM itself in the processes of an engine we host (vllm_plugin.py); once a
     process."""
-    global _watching
-    if _watching:
+    if any(t.name == "die-with-parent" for t in threading.enumerate()):
         return
-    _watching = True
     parent = os.getppid()
 
     def watch() -> None:

@@ -119,13 +119,13 @@ def evaluate(
     from selfinstruct.filters.rouge import rouge_l
 
     student = Path(student)
-    answers = answers_path(answers, student, base, data, force=force)
-    if not (student / "config.json").is_file():
-        raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
-    refuse_unservable(str(student))  # before the base's engine runs, not after
     summary = read_summary(student)
     if base is None:
         base = summary["result"]["base_model"] if summary else default_model_dir()
+    answers = answers_path(answers, (student, Path(base)), data, force=force)
+    if not (student / "config.json").is_file():
+        raise SelfInstructError(f"`--model` {student} is not a Hugging Face checkpoint (no config.json)")
+    refuse_unservable(str(student))  # before the base's engine runs, not after
     data = Path(data) if data is not None else default_data()
     items = load_items(data, limit)
     if not items:
@@ -193,17 +193,13 @@ _ROW = {"id", "role", "model", "instruction", "input", "reference", "answer", "f
 
 
 def answers_path(
-    answers: str | Path | None,
-    student: Path,
-    base: str | Path | None,
-    data: str | Path | None,
-    *,
-    force: bool,
+    answers: str | Path | None, models: tuple[Path, Path], data: str | Path | None, *, force: bool
 ) -> Path:
-    """Where `evaluate` may write its answers (default STUDENT/eval_answers.jsonl), checked before any engine
-    starts: the file is replaced whole, so never an input (the data, a model's files), a link or a device, and
-    an existing file only when it holds earlier answers of `evaluate` (a rerun) or with `force`."""
-    out = Path(answers) if answers is not None else student / "eval_answers.jsonl"
+    """Where `evaluate` may write its answers (default STUDENT/eval_answers.jsonl; `models` is the student and
+    its base), checked before any engine starts: the file is replaced whole, so never an input (the data, a
+    model's files), a link or a device, and an existing file only when it holds earlier answers of `evaluate`
+    (a rerun) or with `force`."""
+    out = Path(answers) if answers is not None else models[0] / "eval_answers.jsonl"
     inputs: list[Path] = []
     if data is not None:
         inputs.append(Path(data))
@@ -212,10 +208,9 @@ def answers_path(
             inputs.append(default_data())
         except SelfInstructError:
             pass  # evaluate says so, after it has checked the model
-    summary = read_summary(student)
-    for d in (student, base or (summary and summary["result"].get("base_model"))):
-        if d and Path(d).is_dir():
-            inputs += [f for f in Path(d).iterdir() if f.is_file()]
+    for d in models:
+        if d.is_dir():
+            inputs += [f for f in d.iterdir() if f.is_file()]
     ours = out.is_file() and not out.is_symlink() and _answers_file(out)
     return check_output(out, inputs=inputs, replace=force or ours)
 
