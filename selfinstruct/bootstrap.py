@@ -142,7 +142,8 @@ class Bootstrap:
             and self._last_stop == (reason, st.round)
         ):
             st.inflight = []
-            return  # a rerun of a finished run: nothing new to say
+            self._last_take_in(st.round)  # a rerun of a finished run: nothing else new to say
+            return
         with signals.critical():
             self.store.log(
                 {"ev": "stop", "round": st.round, "stop": reason, "cut": cut is not None}, sync=True
@@ -170,11 +171,14 @@ class Bootstrap:
             st.round = max(st.round, event["round"])
         self.replay = {}
         with signals.critical():
-            self._close(event["stop"], cut, readmits)
+            self._close(event["stop"], cut, readmits, last=False)
 
-    def _close(self, reason: str, cut: tuple | None, readmits: Sequence[dict] = ()) -> None:
+    def _close(
+        self, reason: str, cut: tuple | None, readmits: Sequence[dict] = (), last: bool = True
+    ) -> None:
         """What a journaled stop implies: the answers of the round it cut short settled (`_settle_cut`), every
-        task still queued or asked about written as `loop_unfinished`, then a checkpoint with empty queues."""
+        task still queued or asked about written as `loop_unfinished`, then a checkpoint with empty queues.
+        `last`: this writer stops here (not a resume finishing the stop a kill cut short, which goes on)."""
         if cut is not None:
             self._settle_cut(*cut)
         st, left = self.state, []
@@ -195,6 +199,8 @@ class Bootstrap:
             ]
         )
         faults.crash_point("after:unfinished")
+        if last:  # after the unfinished ones: an instruction readmitted now waits, queued, for a resume
+            self._last_take_in(st.round)
         self._checkpoint(stop=reason)
 
     def _settle_cut(
@@ -266,6 +272,14 @@ class Bootstrap:
             self.store.log(event, sync=True)
             self.apply_readmit(event)
             self._committed = self.state.copy()
+
+    def _last_take_in(self, rnd: int) -> None:
+        """The readmissions that came since the last round, taken in by the stop; `readmit` is held off from
+        here until the run's lock is released, so no request is acknowledged to a writer that no longer looks
+        (it takes a later one in itself)."""
+        if self.store is not None:
+            self.store.hold_requests()
+            self.take_in(rnd)
 
     def apply_readmit(self, event: dict) -> None:
         """A readmit event's effect on the state and the indexes (live and on restore alike)."""

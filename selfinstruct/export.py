@@ -12,7 +12,7 @@ from selfinstruct.errors import InputError
 from selfinstruct.jsonl import dumps
 from selfinstruct.schema import Example, Reject, Task
 from selfinstruct.seeds import load_tasks
-from selfinstruct.store import MANIFEST, TASKS, atomic_file, check_output, read_jsonl
+from selfinstruct.store import MANIFEST, TASKS, atomic_file, check_output, empty_file, read_jsonl
 
 if TYPE_CHECKING:  # the filters package imports datasketch: too slow for `--help`, which imports FORMATS
     from selfinstruct.filters.config import IFDConfig
@@ -29,7 +29,7 @@ def read_tasks(source: str | Path) -> list[Task]:
     file = path / TASKS if path.is_dir() else path
     if not file.exists():
         raise InputError(file, "no such file (expected a run directory or its tasks.jsonl)")
-    if (file.parent / MANIFEST).exists() or file.stat().st_size == 0:
+    if (file.parent / MANIFEST).exists() or empty_file(file):  # a pipe's size is 0 whatever it holds
         return list(read_jsonl(file, Task))
     return load_tasks(file)
 

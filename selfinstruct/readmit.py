@@ -1,9 +1,12 @@
 """Overrule a filter: move chosen rejects of a run into its accepted set, on the record, never racing its writer.
 
-`readmit` only appends requests to RUN/readmissions.jsonl ({"readmission", "task"} per line, one fsynced write
-under its own lock, so two readmits never interleave). The run's one writer takes them in: a live `generate`
-at its next round, a stopped run at once (readmit itself then takes the run's lock and acts as its writer for
-the moment). Taking in means: a task with instances is appended to tasks.jsonl (provenance "readmitted"); an
+`readmit` only appends requests to RUN/readmissions.jsonl ({"readmission", "task"} per line, one fsynced write).
+The run's one writer takes them in: a live `generate` at its next round or at its stop, a stopped run at once
+(readmit itself then takes the run's lock and acts as its writer for the moment). A readmit holds the run's
+request lock (store.requests_lock) from asking whether a writer holds the run until it is done, and a writer
+from its last look at the requests until it lets the run go: so readmits come one at a time, and no request is
+left to a writer that will not look again. A request a killed writer left, or a manifest a full disk kept from
+listing what the journal took in, is settled by the next readmit or `generate`. Taking in means: a task with instances is appended to tasks.jsonl (provenance "readmitted"); an
 instruction without instances joins the novelty pool and is queued for classification and instances; both
 are journaled (journal.readmit_event) and listed in the manifest. rejects.jsonl is append-only, so the reject
 line stays where it is; audit reads the manifest to count it as readmitted instead of rejected.
@@ -26,16 +29,18 @@ from selfinstruct import journal
 from selfinstruct.audit import directory_kind
 from selfinstruct.errors import SelfInstructError, named
 from selfinstruct.jsonl import dumps, first_error
-from selfinstruct.schema import Readmission, Reject, Task, utc_now
+from selfinstruct.schema import Readmission, Reject, RunManifest, Task, utc_now
 from selfinstruct.store import (
     MANIFEST,
     READMISSIONS,
     REJECTS,
     RunStore,
+    iter_journal,
     lock_holder,
     read_jsonl,
     read_manifest,
     refuse_unless_plain,
+    requests_lock,
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -144,8 +149,54 @@ def readmit(
         )
     by = by or default_by()
     now = now or utc_now()
+    lock = requests_lock(root)  # one readmit at a time, and none between a writer's last look and its exit
+    try:
+        live = _writer_or_settled(root, _settled(root))  # nothing written for a request refused below
+        entries, lines = _checked(root, wanted, by, now)
+        _append(root, lines)
+        if live is None:
+            live = _writer_or_settled(root)
+    finally:
+        os.close(lock)
+    return entries, live
 
-    done = {r.reject_id: r for r in manifest.readmitted}
+
+def _taken(root: Path) -> list[dict]:
+    """Every readmission the journal says was taken in (its entries, in order): the record of them."""
+    restored = journal.restore(iter_journal(root))
+    return [*restored.readmissions, *(e for ev in restored.since for e in ev["entries"])]
+
+
+def _settled(root: Path) -> bool:
+    """Whether every request is taken in and the manifest lists what the journal says was."""
+    taken = [e["reject_id"] for e in _taken(root)]
+    manifest = read_manifest(root)
+    return set(_pending(root)) <= set(taken) and (manifest is None or _listed(manifest) == taken)
+
+
+def _listed(manifest: RunManifest) -> list[str]:
+    return [r.reject_id for r in manifest.readmitted]
+
+
+def _writer_or_settled(root: Path, settled: bool = False) -> int | None:
+    """The pid of the run's live writer, which takes the requests in itself; or, when none holds the run, None
+    once every request is taken in and the manifest lists what the journal says was (requests a killed or
+    stopping writer left, a manifest a full disk kept from being written)."""
+    live = lock_holder(root)
+    if live is None and not settled:
+        try:
+            take_in_now(root)
+        except SelfInstructError:
+            live = lock_holder(root)  # a writer started in between: it takes them in
+            if live is None:
+                raise
+    return live
+
+
+def _checked(root: Path, wanted: list[str], by: str, now: str) -> tuple[list[Readmission], list[dict]]:
+    """The new entries and their readmissions.jsonl lines; refuses the whole request on one bad id."""
+    manifest = read_manifest(root)
+    done = {r.reject_id: r for r in manifest.readmitted} if manifest else {}
     pending = _pending(root)
     rejects = {r.id: r for r in read_jsonl(root / REJECTS, Reject) if r.id in wanted}
     accepted_ids = {t.id for t in read_jsonl(root / "tasks.jsonl", Task)}
@@ -171,33 +222,24 @@ def readmit(
         entry.task_id = task.id
         entries.append(entry)
         lines.append({"readmission": entry.model_dump(mode="json"), "task": task.model_dump(mode="json")})
-
-    _append(root, lines)
-    live = lock_holder(root)
-    if live is None:
-        try:
-            take_in_now(root)
-        except SelfInstructError:
-            live = lock_holder(root)  # a writer started in between: it takes them in
-            if live is None:
-                raise
-    return entries, live
+    return entries, lines
 
 
 def take_in_now(root: Path) -> None:
-    """Act as the stopped run's writer for a moment: take in every readmission not yet applied."""
+    """Act as the stopped run's writer for a moment: take in every readmission not yet applied, and list in the
+    manifest every one the journal holds (the journal is the record; the manifest is written after it)."""
     with RunStore.open(root) as store:
-        restored = journal.restore(store.journal())
-        applied = restored.applied | {e["reject_id"] for ev in restored.since for e in ev["entries"]}
+        taken = _taken(root)
+        applied = {e["reject_id"] for e in taken}
         new = [r for r in store.readmissions() if r["readmission"]["reject_id"] not in applied]
-        if not new:
-            return
         manifest = store.manifest()
-        event = journal.readmit_event(manifest.rounds if manifest else 0, new)
-        store.append(tasks=[Task.model_validate(t) for t in event["accepted"]])
-        store.log(event, sync=True)
-        if manifest is not None:
-            entries = [*manifest.readmitted, *(Readmission.model_validate(e) for e in event["entries"])]
+        if new:
+            event = journal.readmit_event(manifest.rounds if manifest else 0, new)
+            store.append(tasks=[Task.model_validate(t) for t in event["accepted"]])
+            store.log(event, sync=True)
+            taken += event["entries"]
+        if manifest is not None and _listed(manifest) != [e["reject_id"] for e in taken]:
+            entries = [Readmission.model_validate(e) for e in taken]
             # the files' counts, not the manifest's: opening the store may have cut a torn line off
             kept = {
                 k: v for k, v in manifest.counts.items() if k != "accepted" and not k.startswith("rejected")

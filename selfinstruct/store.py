@@ -49,6 +49,7 @@ RUN_FILES = (TASKS, REJECTS, MANIFEST, TORN, JOURNAL, READMISSIONS, LOCK)
 KEPT = "kept.jsonl"  # what `selfinstruct filter --out DIR` writes beside its rejects.jsonl
 PIPELINE = "pipeline.json"  # a pipeline's state, in its folder beside the run's files
 FILTERED = "filter.json"  # a filter output's state: {"input", "complete"} and, once complete, its counts
+FILTER_LOCK = "filter.lock"  # held (flock) by the one filter writing the folder; holds its pid
 
 
 @dataclass
@@ -199,6 +200,14 @@ def _output_folder(folder: Path) -> str | None:
     return None
 
 
+def refuse_run_folder(folder: Path) -> None:
+    """Refuse to write a filter's output into a run's (or a pipeline's) folder, whatever its files hold: a run
+    that has just started, or failed at once, has an empty rejects.jsonl a filter would append to."""
+    for name in (*RUN_FILES, PIPELINE):
+        if name != REJECTS and os.path.lexists(folder / name):  # rejects.jsonl alone: a filter's own
+            raise SelfInstructError(f"{folder}: holds {name}, a run's file; choose another --out")
+
+
 def filter_interrupted(out: Path) -> bool:
     """Whether `out` holds the output of a filter that did not finish (killed, stopped, or its disk full)."""
     state = out / FILTERED
@@ -222,10 +231,34 @@ def write_json_atomic(path: Path, obj: dict | BaseModel) -> None:
 def read_jsonl(path: Path, model: type[M]) -> Iterator[M]:
     """Records of a run file, read only; an unfinished last line (a live run's write in flight, a crash's
     torn tail) is left out with a warning, so `audit` and `export` work on a run that is still going."""
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists() or empty_file(path):
         return
     for line, obj in iter_json_objects(path, unfinished_tail=True):
         yield parse_record(model, obj, path, line)
+
+
+def empty_file(path: Path) -> bool:
+    """Whether `path` is a regular file with nothing in it. A pipe's or a FIFO's size is always 0, whatever
+    it carries (`export /dev/stdin`, `<(cat ...)`), so only a regular file's size says it is empty."""
+    return path.is_file() and path.stat().st_size == 0
+
+
+def hold_lock(path: Path, what: str) -> int:
+    """Hold an exclusive flock on `path` (created if missing) for as long as the returned descriptor is open,
+    writing our pid into it; the OS drops it on any exit, kill -9 included, so a stale lock never blocks.
+    Refuses, naming `path`'s folder and the holder's pid, when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SelfInstructError(
+            f"{path.parent}: another {what} (pid {pid}) is writing this folder; wait for it to finish or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def lock_holder(root: Path) -> int | None:
@@ -257,6 +290,19 @@ def refuse_live_writer(root: Path) -> None:
     """Refuse to read a run another process is writing, for work that must not see it half written."""
     if (pid := lock_holder(root)) is not None:
         raise _busy(root, str(pid) if pid >= 0 else "?")
+
+
+def requests_lock(root: Path) -> int:
+    """Hold the run's readmission lock for as long as the returned descriptor is open (an flock on the run
+    directory itself, so no file is made for it). `readmit` holds it while it asks whether a writer holds the run
+    and appends its request; the writer from its last look at the requests until it lets the run go."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _busy(root: Path, pid: str) -> SelfInstructError:
@@ -325,6 +371,9 @@ class RunStore:
     _rejects: JsonlAppender | None = None
     _journal: JsonlAppender | None = None
     _lock: int | None = None
+    _requests: int | None = (
+        None  # requests_lock, once this writer has looked at readmissions for the last time
+    )
 
     @classmethod
     def open(cls, root: str | Path) -> RunStore:
@@ -441,6 +490,13 @@ class RunStore:
         write_json_atomic(self.manifest_path, manifest)
         faults.crash_point("after:manifest")
 
+    def hold_requests(self) -> None:
+        """Hold `readmit` off until this store is closed: called before the writer's last look at
+        readmissions.jsonl, so a request comes either before that look or after the run's lock is released (and
+        `readmit` takes it in itself), never in between, acknowledged to a writer that will not look again."""
+        if self._requests is None:
+            self._requests = requests_lock(self.root)
+
     def close(self) -> None:
         for f in (self._tasks, self._rejects, self._journal):
             if f:
@@ -448,6 +504,9 @@ class RunStore:
         if self._lock is not None:
             os.close(self._lock)  # releases the lock
             self._lock = None
+        if self._requests is not None:  # after the run's lock: see hold_requests
+            os.close(self._requests)
+            self._requests = None
 
     def __enter__(self) -> RunStore:
         return self

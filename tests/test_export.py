@@ -179,3 +179,26 @@ def test_tasks_without_instances_are_counted_not_silently_left_out(tmp_path):
     assert res.exit_code == 0 and "without instances" not in res.stdout, (
         res.output
     )  # every task is a row there
+
+
+@pytest.mark.parametrize("how", ["pipe", "fifo"])
+def test_a_pipe_is_read_like_a_file(run_dir, tmp_path, how):
+    """A pipe's size is always 0: `cat run/tasks.jsonl | export /dev/stdin` wrote 0 rows, exit 0."""
+    import subprocess
+    import sys
+    import threading
+
+    data = (run_dir / "tasks.jsonl").read_bytes()
+    cmd = [sys.executable, "-m", "selfinstruct", "export", "--out", str(tmp_path / "x.jsonl"), "--json"]
+    if how == "pipe":
+        res = subprocess.run([*cmd, "/dev/stdin"], input=data, capture_output=True, timeout=300)
+    else:  # what `export <(cat run/tasks.jsonl)` hands over
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=lambda: fifo.write_bytes(data), daemon=True)
+        writer.start()
+        res = subprocess.run([*cmd, str(fifo)], capture_output=True, timeout=300)
+        writer.join(timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["rows"] == 3
+    assert len((tmp_path / "x.jsonl").read_text(encoding="utf-8").splitlines()) == 3

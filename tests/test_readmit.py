@@ -6,6 +6,8 @@ Run: pytest tests/test_readmit.py
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,18 +188,68 @@ def test_an_interrupted_readmit_is_completed_not_duplicated(tmp_path):
     )
     _append(run, [{"readmission": entry.model_dump(), "task": as_task(rej, entry).model_dump()}])
     assert audit(run)["totals"]["readmitted"] == 0
+    # asked again: it was requested, and now it is taken in (it once stayed a request no writer would take in)
     with pytest.raises(SelfInstructError, match="already readmitted by ana"):
         readmit(run, ["r-flight"])
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
+    assert [r.reject_id for r in _manifest(run).readmitted] == ["r-flight"]
     readmit(run, ["r-heur"], by="ana")
     assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
-    assert [
-        r.reject_id for r in RunManifest.model_validate_json((run / "manifest.json").read_text()).readmitted
-    ] == [
-        "r-flight",
-        "r-heur",
-    ]
+    assert [r.reject_id for r in _manifest(run).readmitted] == ["r-flight", "r-heur"]
     readmit(run, ["r-rouge"], by="ana")
-    assert len([e for e in lines(run / "journal.jsonl") if e["ev"] == "readmit"]) == 2
+    assert len([e for e in lines(run / "journal.jsonl") if e["ev"] == "readmit"]) == 3
+
+
+def _manifest(run: Path) -> RunManifest:
+    return RunManifest.model_validate_json((run / "manifest.json").read_text())
+
+
+def test_a_manifest_a_full_disk_kept_from_listing_a_readmission_is_completed(tmp_path):
+    """The journal took the readmission in, then writing the manifest failed (a full disk): the journal is the
+    record, so the next readmit lists it in the manifest, and audit counts it."""
+    run = build_run(tmp_path / "run")
+    before = (run / "manifest.json").read_bytes()
+    readmit(run, ["r-flight"], by="ana")
+    (run / "manifest.json").write_bytes(before)  # as if the manifest's write had failed
+    assert audit(run)["totals"]["readmitted"] == 0
+    with pytest.raises(SelfInstructError, match="already readmitted by ana"):
+        readmit(run, ["r-flight"], by="bo")
+    assert [(r.reject_id, r.by) for r in _manifest(run).readmitted] == [("r-flight", "ana")]
+    assert audit(run)["totals"]["readmitted"] == 1
+    assert [t["id"] for t in lines(run / "tasks.jsonl")] == ["t-1", "t-3"]
+
+
+def test_readmits_at_once_on_a_stopped_run_are_all_taken_in(tmp_path):
+    """Several `readmit` processes on one stopped run at the same time: each request is taken in once, by
+    whichever of them holds the run; none is left waiting for a writer that already looked."""
+    run = build_run(tmp_path / "run")
+    ids = [f"r-h{i}" for i in range(8)]
+    with RunStore.open(run) as store:
+        store.append(rejects=[
+            Reject(id=rid, stage="heuristics", reason="heuristics_too_long", round=2,
+                   record=_candidate(f"t-h{i}", f"Describe the island number {i} in a long way.", 2,
+                                     instances=[{"input": "", "output": f"island {i}"}]),
+                   evidence={"words": 99})
+            for i, rid in enumerate(ids)
+        ])  # fmt: skip
+    script = (  # imported, then all asked at the same moment
+        "import sys; from selfinstruct.readmit import readmit; print(flush=True); sys.stdin.readline(); "
+        "readmit(sys.argv[1], [sys.argv[2]], by='p')"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(run), rid], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for rid in ids
+    ]  # fmt: skip
+    for p in procs:
+        p.stdout.readline()
+    for p in procs:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(ids)
+    assert sorted(r.reject_id for r in _manifest(run).readmitted) == ids
+    assert sorted(t["id"] for t in lines(run / "tasks.jsonl")) == ["t-1"] + [f"t-h{i}" for i in range(8)]
+    assert audit(run)["totals"]["readmitted"] == len(ids)
 
 
 def test_a_wrong_id_leaves_a_newline_less_last_line_alone(tmp_path):

@@ -191,6 +191,38 @@ def test_a_readmit_between_a_kill_inside_a_stop_and_the_resume_ends_as_after_a_c
     _on_record_once(killed)
 
 
+def test_a_readmit_during_a_runs_last_round_is_taken_in_by_its_stop(tmp_path, server):
+    """`readmit` while the run's writer waits on its last round's answers: the writer said it would take the
+    request in at its next round, and there is none; its stop takes it in (it once stayed a request forever)."""
+    from selfinstruct.readmit import readmit
+
+    recipe = recipe_file(tmp_path, server.url, concurrency=1, target=400, round_size=8, max_rounds=2)
+    out, said = tmp_path / "run", []
+
+    def on_call(i: int) -> None:
+        if i == 12:  # round 2 (in rounds of 8 requests)
+            pick = next(r["id"] for r in records(out / "rejects.jsonl")
+                        if r["stage"] in ("heuristics", "rouge") and r.get("record", {}).get("instruction"))  # fmt: skip
+            said.append((pick, *readmit(out, [pick], by="ana")))
+
+    server.on_call = on_call
+    proc = start(recipe, out)
+    log = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, log[-3000:]
+    [(pick, entries, writer)] = said
+    assert writer == proc.pid and [e.reject_id for e in entries] == [pick]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stop_reason"] == "max_rounds"
+    assert [r["reject_id"] for r in manifest["readmitted"]] == [pick]
+    # an instruction alone: queued for its classification and instances, which a resume asks for
+    _resume(recipe_file(tmp_path, server.url, concurrency=1, target=400, round_size=8, max_rounds=3), out)
+    done = [t for t in records(out / "tasks.jsonl") if t.get("meta", {}).get("completes")]
+    rejected = [
+        r for r in records(out / "rejects.jsonl") if (r.get("record") or {}).get("meta", {}).get("completes")
+    ]
+    assert len(done) + len(rejected) == 1
+
+
 def test_the_schedule_cannot_change_on_resume_even_with_force(tmp_path):
     stream = load_recipe(
         recipe_file(

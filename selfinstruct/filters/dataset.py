@@ -6,11 +6,14 @@ record loses only the instances the heuristics dropped) and `rejects.jsonl` (rec
 Both files are append-only, flushed and fsynced after every chunk (store.JsonlAppender). `filter.json` says
 whether they are whole: written with "complete": false before the first record and rewritten with the counts
 at the end, so an interrupted filter's output is never taken for a finished one (`audit` says so) and the same
-command run again redoes it from the start; a finished output is never replaced.
+command run again redoes it from the start; a finished output is never replaced. One filter writes a folder at
+a time (it holds `filter.lock`, an flock the OS drops on any exit), never a run's folder, and never a folder
+its own input is in or a file of it: a redo would empty its input before reading it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,16 +28,20 @@ from selfinstruct.schema import Reject, Task, content_id
 from selfinstruct.seeds import iter_tasks
 from selfinstruct.stats import Stats
 from selfinstruct.store import (
+    FILTER_LOCK,
     FILTERED,
     KEPT,
     REJECTS,
     JsonlAppender,
     filter_interrupted,
+    hold_lock,
+    refuse_run_folder,
     refuse_unless_plain,
     write_json_atomic,
 )
 
 _CHUNK = 4096  # records per chain call: one fsync each, and the progress step
+_OWN = (KEPT, REJECTS, FILTERED, FILTER_LOCK)  # the files a filter writes in its --out folder
 
 
 @dataclass
@@ -83,16 +90,22 @@ def filter_file(
 ) -> FilterSummary:
     """Filter `path` into `out`; with IFD or rating on, kept records wait for the whole set to be scored."""
     out = Path(out)
-    redo = filter_interrupted(out)
-    for name in (KEPT, REJECTS, FILTERED):
+    _refuse_own_output(Path(path), out)
+    refuse_run_folder(out)
+    for name in _OWN:
         refuse_unless_plain(out / name, "choose another --out")
-        if name != FILTERED and (out / name).exists() and (out / name).stat().st_size and not redo:
-            raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
-    fresh = [out / name for name in (KEPT, REJECTS, FILTERED) if not (out / name).exists()]
+    fresh = [out / name for name in _OWN if not (out / name).exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(out / FILTER_LOCK, "filter")  # busy: nothing to clean, the folder is the other's
     state = {"input": str(path), "complete": False}
+    started = False
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        redo = filter_interrupted(out)  # asked under the lock: no other filter is changing the answer
+        for name in (KEPT, REJECTS):
+            if (out / name).exists() and (out / name).stat().st_size and not redo:
+                raise SelfInstructError(f"{out / name} already exists; choose another --out or remove it")
+        started = True
         write_json_atomic(out / FILTERED, state)
         for name in (KEPT, REJECTS) if redo else ():  # an interrupted filter's own lines: started again
             if (out / name).exists():  # killed before it created them, there are none
@@ -100,14 +113,38 @@ def filter_file(
         summary = _filter_into(
             path, out, config, skip_bad_lines=skip_bad_lines, progress=progress, judge=judge, trusted=trusted
         )
-    except InputError:  # bad input leaves nothing behind (issue 11): no half-written outputs to clean up
-        for file in fresh:
-            file.unlink(missing_ok=True)
-        for p in reversed(created):
-            p.rmdir()
+    except BaseException as e:
+        # Refused, or bad input, leaves nothing behind (issue 11): no half-written outputs to clean up.
+        if not started or isinstance(e, InputError):
+            _remove(fresh, created)
         raise
-    write_json_atomic(out / FILTERED, {**state, "complete": True, **summary.as_dict()})
+    else:
+        write_json_atomic(out / FILTERED, {**state, "complete": True, **summary.as_dict()})
+    finally:
+        os.close(lock)  # after the removals: no other filter sees the folder half cleaned
     return summary
+
+
+def _refuse_own_output(path: Path, out: Path) -> None:
+    """Refuse an input that this filter's output would change under it: one of the output's own files (a redo
+    of an interrupted output empties them before reading), or a folder the output is in (read back as input)."""
+    if path.is_dir() and (out.resolve() == path.resolve() or path.resolve() in out.resolve().parents):
+        raise SelfInstructError(f"{out}: is inside the input folder {path}; choose an --out outside it")
+    for name in _OWN:
+        if path.exists() and (out / name).exists() and path.samefile(out / name):  # links and hard links too
+            alias = "" if path == out / name else f" ({out / name})"
+            raise SelfInstructError(
+                f"{path}: is one of this filter's own output files{alias}; choose another --out"
+            )
+
+
+def _remove(files: list[Path], folders: list[Path]) -> None:
+    """Remove what this filter created, newest first; a folder something else has since put a file in stays."""
+    for file in files:
+        file.unlink(missing_ok=True)
+    for p in reversed(folders):
+        with contextlib.suppress(OSError):
+            p.rmdir()
 
 
 def _filter_into(
