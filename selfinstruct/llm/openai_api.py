@@ -5,7 +5,8 @@ What it guarantees, because a long generation run meets every kind of network tr
 - at most `concurrency` requests in flight per replica, each sent to the least busy replica in rotation;
 - an attempt gets `timeout_s` in all, body included; an answer over 1 MiB (`_MAX_BODY`) fails its request;
 - a failed attempt (connection error, timeout, 429, 5xx) is retried with exponential backoff and jitter, or
-  after the server's Retry-After; 4xx other than 429 is the request's own fault and is not retried;
+  after the server's Retry-After; 4xx other than 429 is the request's own fault and is not retried, but for
+  401 and 403 (the server refuses the credentials: no request can succeed), which stop the run at once;
 - a replica failing `replica_max_failures` times in a row leaves the rotation for `replica_cooldown_s`;
 - a request still failing after its retries comes back as a Completion with `error` set; the batch goes on;
 - every replica failing, with no success anywhere, for longer than `all_down_timeout_s` raises
@@ -76,6 +77,7 @@ class _Outcome:
     retry: bool = False
     down: bool = False  # the failure says the replica is unhealthy (not merely busy, not the request's fault)
     retry_after: float | None = None
+    refused: bool = False  # 401 / 403: the credentials are refused, so every request would be
 
 
 class OpenAIBackend:
@@ -287,6 +289,11 @@ class OpenAIBackend:
             self._record(rep, outcome)
             if outcome.completion is not None:
                 return outcome.completion
+            if outcome.refused:
+                raise SelfInstructError(
+                    f"{outcome.error} (the server refuses the credentials: check the key in the variable "
+                    f"named by `api_key_env`{f', {self.config.api_key_env}' if self.config.api_key_env else ''})"
+                )
             if not outcome.retry:
                 break
         tries = attempt + 1
@@ -327,7 +334,8 @@ class OpenAIBackend:
         if status == 429 or status >= 500:
             # 429 means busy, not broken: it is retried but does not count toward taking the replica out.
             return _Outcome(error=detail, retry=True, down=status >= 500, retry_after=_retry_after(resp))
-        return _Outcome(error=detail)  # 4xx: the request itself is wrong; retrying would not help
+        # 4xx: the request itself is wrong, retrying would not help; 401 / 403: so would every request be
+        return _Outcome(error=detail, refused=status in (401, 403))
 
     # --- replicas -----------------------------------------------------------------------------------------
     async def _acquire(self) -> _Replica:

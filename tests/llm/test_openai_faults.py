@@ -54,6 +54,18 @@ def test_a_client_error_is_not_retried(fake_openai, chat):
     assert len(fake.calls) == 1
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_the_run_at_once_naming_the_status(fake_openai, chat, monkeypatch, status):
+    """No request can succeed with credentials the server refuses: it once came back as one `llm_error` per
+    request, and the run ended `no_progress` with exit 0 and no word of the 401. The key is never shown."""
+    monkeypatch.setenv("SI_TEST_KEY", "sk-secret-123")
+    fake = fake_openai(lambda body: {"status": status, "body": {"error": "invalid api key sk-secret-123"}})
+    with pytest.raises(SelfInstructError, match=f"HTTP {status}") as e:
+        backend(fake, api_key_env="SI_TEST_KEY").generate([chat("a"), chat("b")])
+    assert "api_key_env" in str(e.value) and "sk-secret-123" not in str(e.value)
+    assert len(fake.calls) <= 2  # never retried
+
+
 def test_a_request_failing_after_its_retries_comes_back_with_error_and_the_batch_goes_on(fake_openai, chat):
     fake = fake_openai(lambda body: {"status": 500} if body["messages"][0]["content"] == "bad" else {})
     out = backend(fake, max_retries=2, replica_max_failures=100).generate(
@@ -148,7 +160,7 @@ def test_bodies_outputs_and_order(fake_openai, chat):
 def test_api_key_is_sent_and_never_leaks_into_errors(fake_openai, monkeypatch, chat):
     secret = "sk-test-not-a-real-key-42"
     monkeypatch.setenv("SI_TEST_API_KEY", secret)
-    echo = fake_openai(lambda body: {"status": 401, "body": {"error": f"bad key Bearer {secret}"}})
+    echo = fake_openai(lambda body: {"status": 400, "body": {"error": f"bad request, Bearer {secret}"}})
     [c] = backend(echo, api_key_env="SI_TEST_API_KEY").generate([chat("hi")])
     assert echo.calls[0][2]["Authorization"] == f"Bearer {secret}"
     assert not c.ok and secret not in c.error and "***" in c.error
