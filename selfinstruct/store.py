@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from selfinstruct import faults
 from selfinstruct.errors import InputError, SelfInstructError, named, naming
-from selfinstruct.jsonl import dumps, iter_json_objects, parse_record, read_json
+from selfinstruct.jsonl import dumps, first_error, iter_json_objects, parse_record, read_json
 from selfinstruct.schema import Reject, RunManifest, Task
 from selfinstruct.stats import Stats
 
@@ -154,9 +154,10 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise named(e, path) from None
+        if not tmp.is_dir():  # a folder of that name in its way is not ours to remove
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # the file asked for, never the temp file nobody asked for
+            raise OSError(e.errno, e.strerror, str(path)) if e.errno else named(e, path) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -519,7 +520,10 @@ def read_manifest(root: Path) -> RunManifest | None:
     path = Path(root) / MANIFEST
     if not path.exists():
         return None
+    obj = read_json(path, "manifest")  # malformed: its line
+    if not isinstance(obj, dict):
+        raise InputError(path, f"not a manifest (a JSON {type(obj).__name__}, not an object)")
     try:
-        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise InputError(path, f"not a valid manifest ({str(e).splitlines()[0]})") from None
+        return RunManifest.model_validate(obj)
+    except ValidationError as e:
+        raise InputError(path, first_error(e)[1], field=first_error(e)[0]) from None

@@ -1,6 +1,7 @@
 """The run directory: append-only, deduplicated by id, torn tails repaired. Run: pytest tests/test_store.py"""
 
 import json
+import os
 
 import pytest
 
@@ -155,3 +156,34 @@ def test_a_folder_with_someone_elses_tasks_file_is_refused_untouched(tmp_path):
         RunStore.open(tmp_path / "mine")
     assert (tmp_path / "mine" / "tasks.jsonl").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["tasks.jsonl"]
+
+
+def test_a_broken_manifest_is_named_with_its_line_or_field(tmp_path):
+    """A manifest cut short (a disk that filled mid-copy) or edited by hand: the one line says where, as a broken
+    record does; it once said only "1 validation error for RunManifest"."""
+    from selfinstruct.errors import InputError
+    from selfinstruct.schema import RunManifest
+    from selfinstruct.store import read_manifest
+
+    m = RunManifest(name="m", created="t", updated="t", config={}, config_hash="h", model="m", backend="vllm")
+    text = m.model_dump_json(indent=2)
+    (tmp_path / "manifest.json").write_text(text[:100])
+    with pytest.raises(InputError, match=r"manifest\.json:\d+: malformed JSON"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(text.replace('"rounds": 0', '"rounds": "many"'))
+    with pytest.raises(InputError, match=r"manifest\.json: rounds: .*integer"):
+        read_manifest(tmp_path)
+
+
+def test_a_failed_write_names_the_file_asked_for_not_its_temp_file(tmp_path):
+    """`atomic_file` writes a hidden temp file beside the target: when that fails (a read-only or full folder),
+    the error once named `.out.json.<pid>.tmp`, a file the user never asked for and cannot find."""
+    from selfinstruct.store import atomic_file
+
+    out = tmp_path / "out.json"
+    (tmp_path / f".out.json.{os.getpid()}.tmp").mkdir()  # the temp file cannot be made
+    with pytest.raises(OSError) as e:
+        with atomic_file(out) as f:
+            f.write("{}")
+    assert e.value.filename == str(out) and ".tmp" not in str(e.value)
+    assert not out.exists()
