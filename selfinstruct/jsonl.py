@@ -170,7 +170,8 @@ def _decode_value(path: Path, text: str, pos: int, line: int, first_line: int = 
         return _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as e:
         where = e.lineno + first_line - 1
-        raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno})", line=where) from None
+        msg = e.msg.removesuffix(" at")  # "Unterminated string starting at": the column follows
+        raise InputError(path, f"malformed JSON ({msg} at column {e.colno})", line=where) from None
     except _Refused as e:
         raise InputError(path, e.message, line=line, field=e.field) from None
     except RecursionError:  # MAX_DEPTH is checked first; this only guards a deep call stack

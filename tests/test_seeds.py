@@ -77,6 +77,12 @@ ok = _task("t1")
 MALFORMED = [
     # (case, file name, content, expected message after "<path>:")
     ("malformed_json", "bad.jsonl", ok + '\n{"id": "t2", "instruction": "x"\n', r"2: malformed JSON \(.*\)"),
+    (  # once "starting at at column 17"
+        "unterminated_string",
+        "bad.jsonl",
+        ok + '\n{"instruction": "x\n',
+        r"2: malformed JSON \(Unterminated string starting at column 17\)$",
+    ),
     (
         "missing_instruction",
         "bad.jsonl",
