@@ -21,8 +21,9 @@ classification and instances otherwise) it is counted as accepted.
                   whole run, counted in candidates: rejected = candidates rejected as a whole (an instance
                   dropped from a task, or an unreadable block of an answer, is counted in instances_dropped); records = accepted + rejected
                   = the candidates decided; acceptance = accepted / records
-    by_stage      [{"stage", "count", "share", "readmitted"}]  selected rejects per stage, most first;
-                  share = count / totals.rejected; readmitted = readmitted rejects of the stage (not in count)
+    by_stage      [{"stage", "count", "share", "readmitted"}]  selected reject lines per stage, most first;
+                  share = count / (totals.rejected + totals.instances_dropped), the reject lines;
+                  readmitted = readmitted rejects of the stage (not in count)
     by_reason     [{"stage", "reason", "count", "share", "readmitted"}]  the same per reason code
     rounds        [{"round": int|null, "accepted", "rejected", "readmitted": int, "acceptance": float|null}]
                   whole run, by round ascending (null last: records without a round, e.g. a filter directory);
@@ -263,8 +264,9 @@ def summarize(
     }
 
     back = [r for r in overruled if chosen(r)]
-    by_stage = _group(selected, back, n_rej, lambda r: (r.stage,), ("stage",))
-    by_reason = _group(selected, back, n_rej, lambda r: (r.stage, r.reason), ("stage", "reason"))
+    # the tables count reject lines (a dropped instance is a line and a reason of its own): shares of lines
+    by_stage = _group(selected, back, len(live), lambda r: (r.stage,), ("stage",))
+    by_reason = _group(selected, back, len(live), lambda r: (r.stage, r.reason), ("stage", "reason"))
     of = defaultdict(list)  # (stage, reason) -> rejects in file order
     for r in selected:
         of[r.stage, r.reason].append(r)

@@ -600,6 +600,10 @@ def test_audit_counts_candidates_not_lines(tmp_path):
     s = audit(tmp_path / "f")
     assert s["totals"]["records"] == 3
     assert (s["totals"]["accepted"], s["totals"]["rejected"], s["totals"]["instances_dropped"]) == (2, 1, 1)
+    # the tables list reject lines, so their shares are of lines: they add up to 1 (they once made 2: 1/1 + 1/1)
+    for table in ("by_stage", "by_reason"):
+        assert sum(r["count"] for r in s[table]) == 2
+        assert sum(r["share"] for r in s[table]) == pytest.approx(1.0)
 
 
 def test_a_stage_or_reason_the_run_does_not_have_is_said(tmp_path):
