@@ -161,6 +161,11 @@ def to_task(obj: dict, *, file: str | Path, line: int, prefix: str = "") -> Task
         raise fail("meta", f"must be an object, got {_type(meta)}")
 
     if is_task:
+        for key in ("input", "output"):  # a task's pairs are its instances: one beside them would be dropped
+            if key in obj:
+                raise fail(
+                    key, "beside `instances`: give the pair as one of the instances, or drop `instances`"
+                )
         instances = obj["instances"]
         if not isinstance(instances, list):
             raise fail("instances", f"must be a list of {{input, output}} objects, got {_type(instances)}")

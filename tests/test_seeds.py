@@ -77,6 +77,12 @@ ok = _task("t1")
 MALFORMED = [
     # (case, file name, content, expected message after "<path>:")
     ("malformed_json", "bad.jsonl", ok + '\n{"id": "t2", "instruction": "x"\n', r"2: malformed JSON \(.*\)"),
+    (  # once silently dropped: the record became a task of its instances alone
+        "output_beside_instances",
+        "bad.jsonl",
+        ok + '\n{"instruction": "x", "instances": [{"input": "", "output": "a"}], "output": "b"}\n',
+        r"2: output: beside `instances`: .*",
+    ),
     (  # once "starting at at column 17"
         "unterminated_string",
         "bad.jsonl",
