@@ -16,7 +16,7 @@ from selfinstruct.filters import FilterConfig
 from selfinstruct.jsonl import first_error
 from selfinstruct.llm.base import Sampling
 from selfinstruct.llm.config import BackendConfig, VLLMConfig
-from selfinstruct.sft.config import SFTConfig
+from selfinstruct.sft.config import SFTConfig, TrainerFieldError
 from selfinstruct.yamlfile import line_of, read_yaml
 
 
@@ -183,6 +183,8 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         return Recipe.model_validate(data)
     except ValidationError as e:
         field, msg = first_error(e)
+        if isinstance(bad := e.errors()[0].get("ctx", {}).get("error"), TrainerFieldError):
+            field, msg = f"sft.{bad.field}", bad.detail  # the key's own line, not the `trainer:` block's
         raise InputError(path, msg, line=line_of(lines, field), field=field) from None
 
 

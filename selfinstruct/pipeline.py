@@ -8,19 +8,23 @@
     RUN/pipeline.json    which stages finished, what they produced, how long they took
 
 A stage recorded as finished is skipped on rerun, unless the recipe settings it depends on changed (each
-stage records a fingerprint of them; generation's covers the seed files' contents and the prompts too) or a
-stage before it ran again; an interrupted one resumes (generation and training resume natively, the others are
-cheap and start over into their own files), unless its settings changed since it started: then training starts
-over. A grown budget (`loop.target`, `max_rounds`, `max_requests`) continues generation; changed data settings
-need `force`, as for `generate`. Tasks a person readmitted pass the final filter unchecked.
+stage records a fingerprint of them; generation's covers the seed files' contents and the prompts too), its
+input or output files differ from those it finished with (each stage records their size, mtime_ns and sha256:
+a run grown by `generate`, or a stage run on its own, reruns what reads it), or a stage before it ran again;
+an interrupted one resumes (generation and training resume natively, the others are cheap and start over into
+their own files), unless its settings or inputs changed since it started: then training starts over. A grown
+budget (`loop.target`, `max_rounds`, `max_requests`) continues generation; changed data settings need `force`,
+as for `generate`. Tasks a person readmitted pass the final filter unchecked.
 
 pipeline.json records each stage as started before it runs and as finished after, replaced atomically each
 time, so it never claims a stage that did not finish. A stage replaces only files of its own, from a start it
 recorded: in a folder no pipeline wrote, an existing filter or export output is refused, never replaced.
+With `train` among the stages, its `sft.trainer` settings are checked before any stage starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +44,99 @@ from selfinstruct.store import (
 )
 
 STAGES = ("generate", "filter", "export", "train", "eval")
+
+# What each stage reads and writes, relative to the run folder; a folder stands for its top-level files.
+# Generation's inputs are its settings and seeds (in its fingerprint) and the run itself (its output).
+INPUTS = {
+    "generate": (),
+    "filter": ("tasks.jsonl",),
+    "export": ("filter/kept.jsonl",),
+    "train": ("export/train.jsonl",),
+    "eval": ("student",),
+}
+OUTPUTS = {
+    "generate": ("tasks.jsonl",),
+    "filter": ("filter/kept.jsonl", "filter/rejects.jsonl"),
+    "export": ("export/train.jsonl",),
+    "train": ("student",),
+    "eval": ("eval/report.json", "eval/judge.json"),
+}
+
+
+def _files(root: Path, rels: tuple[str, ...]) -> list[str]:
+    found = []
+    for rel in rels:
+        path = root / rel
+        if path.is_dir():
+            found += sorted(f"{rel}/{p.name}" for p in path.iterdir() if p.is_file())
+        elif path.is_file():
+            found.append(rel)
+    return found
+
+
+def _sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def files_identity(root: Path, rels: tuple[str, ...]) -> dict[str, list]:
+    """{file: [size, mtime_ns, sha256]} for the files at `rels` (missing ones are left out)."""
+    out = {}
+    for rel in _files(root, rels):
+        st = (root / rel).stat()
+        out[rel] = [st.st_size, st.st_mtime_ns, _sha256_file(root / rel)]
+    return out
+
+
+def _same_files(root: Path, rels: tuple[str, ...], recorded: Any) -> bool:
+    """Whether the files at `rels` are those `recorded` (by files_identity): the same size and mtime_ns, or
+    else the same bytes. A record without them (an older pipeline.json) is not trusted."""
+    if not rels:
+        return True
+    if not isinstance(recorded, dict) or sorted(recorded) != _files(root, rels):
+        return False
+    for rel, was in recorded.items():
+        st = (root / rel).stat()
+        if not isinstance(was, list) or len(was) != 3 or st.st_size != was[0]:
+            return False
+        if st.st_mtime_ns != was[1] and _sha256_file(root / rel) != was[2]:
+            return False
+    return True
+
+
+def check_train_settings(recipe: Recipe) -> None:
+    """Refuse, before any stage runs, what training would refuse only after the stages before it: an unknown
+    `sft.trainer` key, or a value TrainingArguments rejects (`lr_scheduler_type: bogus`). Raises a
+    TrainerFieldError naming the key: the first whose addition, in the recipe's order, makes them fail."""
+    from unittest import mock
+
+    from selfinstruct.sft.config import TrainerFieldError, check_trainer_keys
+    from selfinstruct.sft.train import check_transformers
+
+    check_transformers()
+    import transformers.training_args as training_args
+
+    check_trainer_keys(recipe.sft)
+
+    def refused(trainer: dict[str, Any]) -> str | None:
+        config = recipe.sft.model_copy(update={"trainer": trainer})
+        kwargs = config.trainer_kwargs(output_dir="unused", cuda=False, bf16=False)
+        # without torch in view, the arguments skip setting up a device: no CUDA context or process-wide
+        # accelerate state before generation; device checks stay the train stage's own
+        with mock.patch.object(training_args, "is_torch_available", lambda: False):
+            try:
+                training_args.TrainingArguments(**kwargs)
+            except (TypeError, ValueError) as e:
+                return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return None
+
+    if refused(recipe.sft.trainer) is None:
+        return
+    keys = list(recipe.sft.trainer)
+    for i, key in enumerate(keys):
+        if (why := refused({k: recipe.sft.trainer[k] for k in keys[: i + 1]})) is not None:
+            raise TrainerFieldError(key, why)
+    raise SelfInstructError(f"`sft`: {refused(recipe.sft.trainer)}")
 
 
 def _load_state(root: Path) -> dict[str, Any]:
@@ -197,6 +294,8 @@ def run(
         raise SelfInstructError(
             f"{root}: no such run folder; its stages after generate read what generate wrote"
         )
+    if "train" in stages:
+        check_train_settings(recipe)
     refuse_live_writer(root)  # generate takes the lock itself; later stages must not read a half-written run
     root.mkdir(parents=True, exist_ok=True)
     state = _load_state(root)
@@ -208,16 +307,24 @@ def run(
             continue
         done = state["stages"].get(name, {})
         same = done.get("fingerprint") == prints[name]
-        if done.get("finished") and same and not upstream_ran:
+        same_in = _same_files(root, INPUTS[name], done.get("inputs"))
+        same_out = _same_files(root, OUTPUTS[name], done.get("outputs"))
+        if done.get("finished") and same and same_in and same_out and not upstream_ran:
             note(f"{name}: finished earlier, skipped")
             skipped.append(name)
             continue
         why = "starting" if not done.get("finished") else "settings changed" if not same else "input changed"
+        if done.get("finished") and same and same_in and not upstream_ran:
+            why = "output changed since it finished"
         if done and not done.get("finished"):
             why = "resuming" if same else "settings changed since it started: starting over"
+            if same and not same_in:
+                why = "input changed since it started: starting over"
+        same = same and same_in  # an interrupted stage resumes only onto the inputs it started from
         note(f"{name}: {why}")
         t0 = time.perf_counter()
-        state["stages"][name] = {"finished": False, "fingerprint": prints[name]}
+        inputs = files_identity(root, INPUTS[name])
+        state["stages"][name] = {"finished": False, "fingerprint": prints[name], "inputs": inputs}
         write_json_atomic(root / PIPELINE, state)
         if name == "generate":
             result = _generate(recipe, root, note, force=force)
@@ -235,6 +342,8 @@ def run(
             "fingerprint": prints[name],
             "seconds": round(time.perf_counter() - t0, 1),
             **result,
+            "inputs": inputs,
+            "outputs": files_identity(root, OUTPUTS[name]),
         }
         write_json_atomic(root / PIPELINE, state)
     return {**state, "skipped": skipped}

@@ -222,3 +222,97 @@ def test_no_stage_or_no_run_folder_is_said_and_nothing_is_created(tmp_path):
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "b"), "--stages", "filter"])
     assert res.exit_code == 1 and "no such run folder" in res.stderr, res.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n")
+
+
+def test_a_stage_whose_input_changed_since_it_finished_runs_again(tmp_path, server, monkeypatch):
+    """`run --stages generate` with a grown target, then `run --stages filter,export,train`, skipped all three:
+    `upstream_ran` only saw stages run in the same invocation, so the student stayed trained on the old export.
+    Likewise after `selfinstruct generate -n N` on the run. A stage reruns when its inputs or outputs differ
+    from those it finished with."""
+    import selfinstruct.pipeline as pipeline
+
+    trained = []
+
+    def fake_train(recipe, root, note, *, fresh=False, force=False):  # the tiny rules need no model
+        rows = _lines(root / "export" / "train.jsonl")
+        (root / "student").mkdir(exist_ok=True)
+        (root / "student" / "sft.json").write_text(json.dumps({"rows": rows}))
+        trained.append(rows)
+        return {"used": rows, "out": str(root / "student")}
+
+    monkeypatch.setattr(pipeline, "_train", fake_train)
+    out = tmp_path / "run"
+    code, state = run(recipe(tmp_path, server.url), out, "--stages", "generate,filter,export,train")
+    assert code == 0, state
+    first = _lines(out / "export" / "train.jsonl")
+    assert trained == [first]
+    first_kept, more = state["stages"]["filter"]["kept"], state["stages"]["generate"]["accepted"] + 5
+
+    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "generate")
+    assert code == 0 and state["stages"]["generate"]["accepted"] >= more, state
+    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    assert code == 0, state
+    assert state["skipped"] == []
+    assert state["stages"]["filter"]["kept"] == _lines(out / "filter" / "kept.jsonl") > first_kept
+    assert trained[-1] == _lines(out / "export" / "train.jsonl") > first
+    code, state = run(
+        recipe(tmp_path, server.url, target=more), out, "--stages", "generate,filter,export,train"
+    )
+    assert code == 0 and state["skipped"] == ["generate", "filter", "export", "train"], state
+
+    # generation outside the pipeline grows the run: every stage after it runs again, and the record is true
+    most = state["stages"]["generate"]["accepted"] + 5
+    res = CliRunner().invoke(
+        app, ["generate", str(recipe(tmp_path, server.url)), "--out", str(out), "-n", str(most)]
+    )
+    assert res.exit_code == 0, res.output
+    code, state = run(
+        recipe(tmp_path, server.url, target=more), out, "--stages", "generate,filter,export,train"
+    )
+    assert code == 0, state
+    assert state["skipped"] == []
+    assert state["stages"]["generate"]["accepted"] == _lines(out / "tasks.jsonl") >= most
+    assert trained[-1] == _lines(out / "export" / "train.jsonl") == state["stages"]["export"]["rows"]
+
+    # a hand-edited output: the stage that wrote it runs again, and the stages after it
+    kept = (out / "filter" / "kept.jsonl").read_text().splitlines(keepends=True)
+    (out / "filter" / "kept.jsonl").write_text("".join(kept[:-3]))
+    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    assert code == 0 and state["skipped"] == [], state
+    assert _lines(out / "filter" / "kept.jsonl") == len(kept)  # written again from the run's tasks
+    assert trained[-1] == _lines(out / "export" / "train.jsonl")
+    # touched but the same bytes: still skipped
+    import os
+
+    os.utime(out / "export" / "train.jsonl")
+    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    assert code == 0 and state["skipped"] == ["filter", "export", "train"], state
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("learnin_rate", 0.003, "not a transformers.TrainingArguments field"),
+        ("lr_scheduler_type", "bogus", "bogus"),
+        ("warmup_steps", -5, "warmup_steps"),
+        ("per_device_train_batch_size", 0, "positive integer"),
+    ],
+)
+def test_a_bad_trainer_setting_is_refused_before_any_stage(tmp_path, key, value, said):
+    """A typo under `sft.trainer:` surfaced only after generate, filter and export had run, and without the
+    recipe's file or line; `run` now checks it first, as `train -c` does."""
+    path = recipe(tmp_path, "http://127.0.0.1:9/v1")
+    data = yaml.safe_load(path.read_text())
+    data["sft"] = {"max_length": 64, "trainer": {"num_train_epochs": 1, key: value}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if x.strip().startswith(f"{key}:"))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(out)])
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.exit_code == 1 and last.startswith(f"error: {path}:{line}: sft.trainer.{key}: "), res.output
+    assert said in last and "Traceback" not in res.output, res.output
+    assert not out.exists()  # nothing started

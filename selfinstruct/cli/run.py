@@ -36,18 +36,27 @@ def run(
     from selfinstruct.cli.generate import print_settings
     from selfinstruct.config import load_recipe
     from selfinstruct.pipeline import run as run_pipeline
+    from selfinstruct.sft.config import TrainerFieldError
 
     overrides = {"loop.target": num_instructions} if num_instructions is not None else {}
     recipe = load_recipe(recipe_path, overrides)
     out = out or Path("data/runs") / recipe.name
     print_settings(recipe, overrides)
-    state = run_pipeline(
-        recipe,
-        out,
-        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-        force=force,
-        note=lambda m: err_console.print(plain(m, None, "dim")),
-    )
+    try:
+        state = run_pipeline(
+            recipe,
+            out,
+            stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+            force=force,
+            note=lambda m: err_console.print(plain(m, None, "dim")),
+        )
+    except TrainerFieldError as e:  # a bad `sft.trainer` key, found before any stage ran: its own line
+        from selfinstruct.errors import InputError
+        from selfinstruct.yamlfile import line_of, read_yaml
+
+        _, lines = read_yaml(recipe_path, "recipe")
+        field = f"sft.{e.field}"
+        raise InputError(recipe_path, e.detail, line=line_of(lines, field), field=field) from None
     if as_json:
         print_json(state)
         return
