@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from selfinstruct.errors import InputError
 from selfinstruct.jsonl import iter_json_objects, parse_record
@@ -28,11 +28,19 @@ IGNORE = -100  # the label PyTorch's cross-entropy skips
 
 class _Alpaca(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    instruction: str = Field(min_length=1)
+    instruction: str
     input: str = ""
     output: str
     id: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("instruction")
+    @classmethod
+    def _nonblank(cls, v: str) -> str:
+        # As `seeds validate` words it; a blank instruction would otherwise fail later, inside Example.
+        if not v.strip():
+            raise ValueError("is empty")
+        return v
 
 
 class _Message(BaseModel):

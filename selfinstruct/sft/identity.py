@@ -4,7 +4,7 @@ A run's fingerprint (the examples' hash, the base model, the resolved settings, 
 library versions) is written into the output directory when it starts. A later `train` into the same directory
 resumes only when its fingerprint is the same, because the Trainer would otherwise restore one run's weights and
 optimizer onto another's data or base without a word. `clear` (`--fresh`) removes exactly what runs of ours
-wrote there: checkpoint-N directories, our own files and the files our last save listed, never anything else.
+wrote there: checkpoint-N directories, our own files and the model files our last save listed, never anything else.
 
 No torch or transformers here: the checks run before the heavy libraries load.
 """
@@ -31,7 +31,20 @@ METRICS = "metrics.jsonl"
 CARD = "README.md"
 CARD_MARK = "<!-- model card written by selfinstruct train -->"
 ADAPTER = "adapter"  # LoRA adapters, when they are merged into the saved weights
+TRAINER_STATE = "trainer_state.json"  # the Trainer's, in each checkpoint; written last
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # the Trainer's name for its checkpoint directories
+# The names a save of ours writes at the top of `out`: transformers' weights (whole or sharded, with their
+# index), config, generation config, tokenizer and chat template files, the Trainer's training_args.bin, and
+# peft's adapter files. Only such names are listed in sft.json or removed by `clear`: a file that merely
+# changed during the save (a log the user redirects into `out`) is not ours, and `--fresh` must keep it.
+_SAVED = re.compile(
+    r"^(?:config\.json|generation_config\.json|training_args\.bin"
+    r"|(?:model|pytorch_model|adapter_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
+    r"|(?:model|pytorch_model)\.(?:safetensors|bin)\.index\.json|adapter_config\.json"
+    r"|tokenizer(?:_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json"
+    r"|chat_template\.(?:jinja|json)|vocab\.(?:json|txt)|merges\.txt|spiece\.model|[\w.-]*\.tiktoken"
+    r"|(?:pre)?processor_config\.json)$"
+)
 
 # Trainer settings that change how a run is logged, saved or shown, not what it trains: they may differ on
 # resume. Everything else in the resolved `trainer:` block is part of the run's identity.
@@ -172,8 +185,15 @@ def checkpoints(out: Path) -> list[Path]:
 
 def complete(checkpoint: Path) -> bool:
     # The Trainer writes trainer_state.json after the weights, optimizer and RNG states: a checkpoint
-    # without it was cut off mid-save (a kill), and resuming from it would fail or load half a state.
-    return (checkpoint / "trainer_state.json").is_file()
+    # without it was cut off mid-save (a kill), and resuming from it would fail or load half a state. The
+    # Trainer writes that file in place, so a kill during its write leaves it torn: not complete either.
+    state = read_json(checkpoint / TRAINER_STATE)
+    return isinstance(state, dict) and isinstance(state.get("global_step"), int)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer steps a complete checkpoint holds."""
+    return int(read_json(checkpoint / TRAINER_STATE)["global_step"])
 
 
 def last_complete_checkpoint(out: Path) -> Path | None:
@@ -246,7 +266,7 @@ def clear(out: Path) -> list[str]:
         return []
     summary = read_json(out / SUMMARY)
     listed = summary.get("files") if isinstance(summary, dict) else None
-    files = [n for n in listed if _plain_child(n) and n != CARD] if isinstance(listed, list) else []
+    files = [n for n in listed if _plain_child(n) and _saved(n)] if isinstance(listed, list) else []
     card = out / CARD
     ours = [CARD] if card.is_file() and not card.is_symlink() and _is_card(card) else []
     removed = []
@@ -270,6 +290,11 @@ def _plain_child(name: object) -> bool:
     return isinstance(name, str) and name not in ("", "..") and "\0" not in name and Path(name).name == name
 
 
+def _saved(name: str) -> bool:
+    """A name our save writes (never README.md: the card is removed only while it is still ours)."""
+    return _SAVED.match(name) is not None
+
+
 def _is_card(path: Path) -> bool:
     with path.open("rb") as f:
         return f.read(len(CARD_MARK.encode())) == CARD_MARK.encode()
@@ -289,5 +314,6 @@ def snapshot(out: Path) -> dict[str, tuple[int, int]]:
 
 
 def written_since(out: Path, before: dict[str, tuple[int, int]]) -> list[str]:
+    """The files of the save: those with a name a save writes that are new or changed since `before`."""
     after = snapshot(out)
-    return sorted(n for n, sig in after.items() if before.get(n) != sig)
+    return sorted(n for n, sig in after.items() if before.get(n) != sig and _saved(n))

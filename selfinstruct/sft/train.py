@@ -173,7 +173,26 @@ def split(examples: list[Example], share: float | None, data: str | Path) -> tup
 
 
 def _trainer_class() -> type:
+    import torch
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class _EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        """transformers' length-grouped order, drawn from a generator seeded by the run's seed and the epoch.
+        Its own draws from the global RNG, which a resume resets to the checkpoint's state only after the
+        resumed epoch's order is drawn: a resume in epoch 2 or later would train other batches than an
+        uninterrupted run. The dataloader calls `set_epoch` before each epoch (accelerate forwards it)."""
+
+        def __init__(self, batch_size: int, *, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
 
     class SafeTrainer(Trainer):
         """A stop (SIGINT/SIGTERM) that arrives while a checkpoint is written waits for the checkpoint to be
@@ -183,7 +202,36 @@ def _trainer_class() -> type:
             with signals.critical():
                 return super()._save_checkpoint(*args, **kwargs)
 
+        def _get_train_sampler(self, *args, **kwargs):
+            sampler = super()._get_train_sampler(*args, **kwargs)
+            if type(sampler) is LengthGroupedSampler:
+                return _EpochSeededLengthGroupedSampler(
+                    sampler.batch_size, lengths=sampler.lengths, seed=self.args.seed
+                )
+            return sampler
+
+        def training_step(self, *args, **kwargs):
+            # A non-finite loss means the weights already are (or this batch's gradients will make them)
+            # NaN or inf; the Trainer would log a stand-in loss and save that student as finished.
+            loss = super().training_step(*args, **kwargs)
+            _check_finite("the loss", float(loss), self.state.global_step + 1)
+            return loss
+
+        def log(self, logs, *args, **kwargs):
+            # the gradient norm of the last step: NaN or inf there means the update just made the weights so
+            if "grad_norm" in logs:
+                _check_finite("the gradient norm", float(logs["grad_norm"]), self.state.global_step)
+            return super().log(logs, *args, **kwargs)
+
     return SafeTrainer
+
+
+def _check_finite(what: str, value: float, step: int) -> None:
+    if not math.isfinite(value):
+        raise SelfInstructError(
+            f"training diverged at step {step}: {what} is {value}; lower `trainer.learning_rate` or set "
+            f"`trainer.max_grad_norm`, then train again with --fresh"
+        )
 
 
 def _prepare(out: Path, fp: dict, *, fresh: bool) -> str | None:
@@ -286,12 +334,15 @@ def train(
     tokenizer = load_tokenizer(model_path)
     renderer = Renderer(tokenizer, template=config.template)
     rows, stats = encode_all(train_examples, renderer, config.max_length)
-    val_rows, _ = encode_all(val_examples, renderer, config.max_length)
+    val_rows, val_stats = encode_all(val_examples, renderer, config.max_length)
     if not rows:
+        raise SelfInstructError(f"no usable example in {data}: {_skips(stats, config)}")
+    # With no held-out example left, the Trainer would fail on its eval schedule, or a run asked for an eval
+    # loss would end without one.
+    if val_examples and not val_rows:
         raise SelfInstructError(
-            f"no usable example in {data}: {stats.counts.get('skipped_too_long', 0)} longer than "
-            f"`max_length` {config.max_length}, "
-            f"{stats.counts.get('skipped_empty_output', 0)} with an empty output"
+            f"all {len(val_examples)} examples held out for `validation` in {data} were skipped: "
+            f"{_skips(val_stats, config)}; raise `max_length`, change `validation` or add data"
         )
     if show is not None and identity.is_main_process():
         show(preview(rows[0], tokenizer))
@@ -334,7 +385,16 @@ def train(
     # stdout belongs to the CLI (`--json` prints exactly one object).
     trainer.remove_callback(PrinterCallback)
     with write_errors(out):
-        trainer.train(resume_from_checkpoint=last)
+        if last is not None and 0 < args.max_steps <= identity.checkpoint_step(Path(last)):
+            # Resumed from a checkpoint that already reached `max_steps` (a rerun of a finished command, or
+            # a kill during its final save), the Trainer would train one step more and overwrite the finished
+            # student: that checkpoint is the trained model, taken as it is.
+            from transformers import TrainerState
+
+            trainer._load_from_checkpoint(last)
+            trainer.state = TrainerState.load_from_json(str(Path(last) / identity.TRAINER_STATE))
+        else:
+            trainer.train(resume_from_checkpoint=last)
     if val_rows:
         trainer.evaluate()  # the final eval loss, logged to metrics.jsonl like the others
 
@@ -343,6 +403,7 @@ def train(
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
     counts = stats.counts
+    skipped = (stats + val_stats).counts  # a held-out example that was skipped is counted with the others
     result = TrainResult(
         out=str(out),
         base_model=model_path,
@@ -350,8 +411,8 @@ def train(
         stop_token=renderer.stop_token,
         examples=len(examples),
         used=counts["kept"],
-        skipped={k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")},
-        neutralised_special_tokens=counts.get("neutralised_special_tokens", 0),
+        skipped={k.removeprefix("skipped_"): v for k, v in skipped.items() if k.startswith("skipped_")},
+        neutralised_special_tokens=skipped.get("neutralised_special_tokens", 0),
         prompt_tokens=counts["prompt_tokens"],
         response_tokens=counts["response_tokens"],
         tokens_trained=int(state.num_input_tokens_seen),
@@ -372,6 +433,13 @@ def train(
             result.seconds = round(time.perf_counter() - t0, 2)
             _write_summary(out, before, result, config, kwargs, fp, eos)
     return result
+
+
+def _skips(stats: Any, config: SFTConfig) -> str:
+    return (
+        f"{stats.counts.get('skipped_too_long', 0)} longer than `max_length` {config.max_length}, "
+        f"{stats.counts.get('skipped_empty_output', 0)} with an empty output"
+    )
 
 
 def _write_summary(out, before, result, config, kwargs, fp, eos) -> None:

@@ -73,6 +73,8 @@ def test_self_instruct_task_files_need_no_ids(tmp_path, external):
         ),
         ('{"instruction": "x", "output": "y"', r"bad.jsonl:2: malformed JSON"),
         ('{"instruction": "x", "instances": []}', r"bad.jsonl:2: instances: no instances"),
+        ('{"instruction": "   ", "output": "y"}', r"bad.jsonl:2: instruction: is empty"),
+        ('{"instruction": "", "output": "y"}', r"bad.jsonl:2: instruction: is empty"),
     ],
 )
 def test_bad_records_name_file_line_and_field(tmp_path, line, match):

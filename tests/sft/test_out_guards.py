@@ -59,6 +59,27 @@ def test_clear_never_follows_a_link_out_of_out(tmp_path):
     assert (outside / "keep.txt").read_text() == "mine" and (out / "notes" / "n.txt").read_text() == "mine"
 
 
+def test_a_users_file_that_changes_during_the_save_is_never_listed_nor_removed(tmp_path):
+    """A log the user redirects into --out (`2> out/train.log`) grows while the weights are saved: it is
+    not a file of the save, and `--fresh` must keep it, even when an older sft.json lists it."""
+    out = tmp_path / "student"
+    out.mkdir()
+    (out / "train-stderr.log").write_text("step 1\n")
+    before = identity.snapshot(out)
+    (out / "train-stderr.log").write_text("step 1\nstep 2\n")
+    for name in ("config.json", "model-00001-of-00002.safetensors", "tokenizer.json", "training_args.bin"):
+        (out / name).write_text("{}")
+    assert identity.written_since(out, before) == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "tokenizer.json",
+        "training_args.bin",
+    ]
+    _ours(out, ["train-stderr.log", "config.json"])
+    assert "train-stderr.log" not in identity.clear(out)
+    assert (out / "train-stderr.log").read_text() == "step 1\nstep 2\n" and not (out / "config.json").exists()
+
+
 def test_clear_keeps_a_readme_without_our_mark(tmp_path):
     out = tmp_path / "student"
     _ours(out, ["README.md", "config.json"])

@@ -85,6 +85,25 @@ def test_resume_after_a_crash_continues_the_same_curve(tmp_path, tiny_llama, alp
     assert b == pytest.approx(a, rel=1e-4)
 
 
+def test_resume_in_a_later_epoch_keeps_the_length_grouped_order(tmp_path, tiny_llama, alpaca_small):
+    """`train_sampling_strategy: group_by_length` (our default) draws each epoch's order from a generator
+    seeded by the run's seed and the epoch, not from the global RNG that a checkpoint restore resets: a
+    resume in epoch 2 trains the same batches as the uninterrupted run (6 steps an epoch here)."""
+    config = _config(tiny_llama, per_device_train_batch_size=8, save_steps=7, lr_scheduler_type="constant")
+    kwargs = config.trainer_kwargs(output_dir="x", cuda=False, bf16=False)
+    assert kwargs["train_sampling_strategy"] == "group_by_length"
+    straight = tmp_path / "straight"
+    train(config, alpaca_small, straight, max_steps=10)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        train(config, alpaca_small, crashed, max_steps=10, callbacks=[_Crash(9)])
+    result = train(config, alpaca_small, crashed, max_steps=10)
+    assert result.resumed_from.endswith("checkpoint-7") and result.steps == 10
+    a = [r["loss"] for r in _metrics(straight) if "loss" in r]
+    b = [r["loss"] for r in _metrics(crashed) if "loss" in r]
+    assert b == pytest.approx(a, rel=1e-4)
+
+
 @pytest.fixture(scope="session")
 def mean_loss_llama(tmp_path_factory, tiny_llama):
     """The tiny Llama as a model class that takes no loss kwargs (`accepts_loss_kwargs = False`, as Qwen2.5-VL,
@@ -241,8 +260,67 @@ def test_a_half_written_checkpoint_is_not_resumed(tmp_path, tiny_llama, alpaca_s
         train(_config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=8, callbacks=[_Crash(5)])
     shutil.copytree(out / "checkpoint-4", out / "checkpoint-6")
     (out / "checkpoint-6" / "trainer_state.json").unlink()
+    shutil.copytree(out / "checkpoint-4", out / "checkpoint-7")
+    # The Trainer writes trainer_state.json in place: a kill during that write leaves it torn.
+    state = out / "checkpoint-7" / "trainer_state.json"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     result = train(_config(tiny_llama, save_steps=2), alpaca_small, out, max_steps=8)
     assert result.resumed_from.endswith("checkpoint-4") and result.steps == 8
+    assert not (out / "checkpoint-7").exists()
+
+
+def test_a_diverging_run_stops_with_an_error_and_saves_no_student(tmp_path, tiny_llama, alpaca_small):
+    out = tmp_path / "student"
+    with pytest.raises(SelfInstructError, match=r"diverged at step \d+: .* is (nan|inf).*learning_rate"):
+        train(_config(tiny_llama, learning_rate=1e8), alpaca_small, out, max_steps=6)
+    assert not (out / "sft.json").exists() and not (out / "model.safetensors").exists()
+
+
+def _held_out_long(tmp_path, n_long):
+    """40 records; `n_long` of those held out for `validation: 0.25` are too long for `max_length` 256."""
+    from selfinstruct.sft.train import held_out
+
+    recs, long_left = [], n_long
+    for i in range(40):
+        rid = f"ex{i}"
+        long = held_out(rid, 0.25) and long_left > 0
+        long_left -= long
+        recs.append({"id": rid, "instruction": "Say a word.", "output": "word " * (400 if long else 1)})
+    path = tmp_path / "held.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path, sum(held_out(r["id"], 0.25) for r in recs)
+
+
+def test_held_out_examples_that_are_too_long_are_counted_as_skipped(tmp_path, tiny_llama):
+    data, held = _held_out_long(tmp_path, 1)
+    config = SFTConfig(model=str(tiny_llama), max_length=256, validation=0.25, trainer=FAST)
+    result = train(config, data, tmp_path / "a", max_steps=1)
+    assert held > 1 and result.skipped == {"too_long": 1}
+    assert (result.used, result.validation_examples) == (40 - held, held - 1)
+    data, held = _held_out_long(tmp_path, 40)
+    with pytest.raises(
+        SelfInstructError, match=rf"all {held} examples held out for `validation`.*max_length"
+    ):
+        train(config, data, tmp_path / "b", max_steps=1)
+
+
+def test_a_rerun_of_a_finished_max_steps_run_trains_no_further(tmp_path, tiny_llama, alpaca_small):
+    """Rerunning a finished `--max-steps` command, or resuming from its final checkpoint after a kill during
+    the final save, ends with the same steps, curve and weights (the Trainer would train one step more)."""
+    out = tmp_path / "student"
+    config = _config(tiny_llama, save_steps=5)
+    first = train(config, alpaca_small, out, max_steps=2)
+    weights = (out / "model.safetensors").read_bytes()
+    for killed_in_final_save in (False, True):
+        if killed_in_final_save:
+            (out / "sft.json").unlink()
+            (out / "model.safetensors").unlink()
+        again = train(config, alpaca_small, out, max_steps=2)
+        assert again.steps == 2 and again.final_loss == first.final_loss
+        assert again.tokens_trained == first.tokens_trained
+        assert [r["step"] for r in _metrics(out) if "loss" in r] == [1, 2]
+        assert (out / "model.safetensors").read_bytes() == weights
+        assert read_summary(out)["result"]["steps"] == 2
 
 
 def test_a_stop_leaves_an_unfinished_resumable_directory(tmp_path, tiny_llama, alpaca_small):
