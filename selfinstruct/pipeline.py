@@ -139,6 +139,22 @@ def check_train_settings(recipe: Recipe) -> None:
     raise SelfInstructError(f"`sft`: {refused(recipe.sft.trainer)}")
 
 
+def _why(done: dict, same: bool, same_in: bool, same_out: bool, upstream_ran: bool) -> str | None:
+    """Why a stage runs, from its record, whether its settings, input files and output files are those
+    recorded, and whether a stage before it ran now; None: it is skipped."""
+    if not done:
+        return "starting"
+    if not done.get("finished"):
+        if not same:
+            return "settings changed since it started: starting over"
+        return "resuming" if same_in else "input changed since it started: starting over"
+    if not same:
+        return "settings changed"
+    if upstream_ran or not same_in:
+        return "input changed"
+    return None if same_out else "output changed since it finished"
+
+
 def _load_state(root: Path) -> dict[str, Any]:
     path = root / PIPELINE
     if not path.exists():
@@ -309,17 +325,11 @@ def run(
         same = done.get("fingerprint") == prints[name]
         same_in = _same_files(root, INPUTS[name], done.get("inputs"))
         same_out = _same_files(root, OUTPUTS[name], done.get("outputs"))
-        if done.get("finished") and same and same_in and same_out and not upstream_ran:
+        why = _why(done, same, same_in, same_out, upstream_ran)
+        if why is None:
             note(f"{name}: finished earlier, skipped")
             skipped.append(name)
             continue
-        why = "starting" if not done.get("finished") else "settings changed" if not same else "input changed"
-        if done.get("finished") and same and same_in and not upstream_ran:
-            why = "output changed since it finished"
-        if done and not done.get("finished"):
-            why = "resuming" if same else "settings changed since it started: starting over"
-            if same and not same_in:
-                why = "input changed since it started: starting over"
         same = same and same_in  # an interrupted stage resumes only onto the inputs it started from
         note(f"{name}: {why}")
         t0 = time.perf_counter()

@@ -151,11 +151,13 @@ def readmit(
     now = now or utc_now()
     lock = requests_lock(root)  # one readmit at a time, and none between a writer's last look and its exit
     try:
-        live = _writer_or_settled(root, _settled(root))  # nothing written for a request refused below
+        live = lock_holder(root)
+        if live is None and not _settled(root):  # only then: nothing is written for a request refused below
+            live = _take_in_unless_written(root)
         entries, lines = _checked(root, wanted, by, now)
         _append(root, lines)
         if live is None:
-            live = _writer_or_settled(root)
+            live = _take_in_unless_written(root)
     finally:
         os.close(lock)
     return entries, live
@@ -178,19 +180,18 @@ def _listed(manifest: RunManifest) -> list[str]:
     return [r.reject_id for r in manifest.readmitted]
 
 
-def _writer_or_settled(root: Path, settled: bool = False) -> int | None:
-    """The pid of the run's live writer, which takes the requests in itself; or, when none holds the run, None
-    once every request is taken in and the manifest lists what the journal says was (requests a killed or
-    stopping writer left, a manifest a full disk kept from being written)."""
-    live = lock_holder(root)
-    if live is None and not settled:
-        try:
-            take_in_now(root)
-        except SelfInstructError:
-            live = lock_holder(root)  # a writer started in between: it takes them in
-            if live is None:
-                raise
-    return live
+def _take_in_unless_written(root: Path) -> int | None:
+    """Take in every request and list in the manifest what the journal says was taken in (requests a killed or
+    stopping writer left, a manifest a full disk kept from being written): None; or, when a writer took the
+    run in between, its pid (it takes them in itself)."""
+    try:
+        take_in_now(root)
+    except SelfInstructError:
+        live = lock_holder(root)
+        if live is None:
+            raise
+        return live
+    return None
 
 
 def _checked(root: Path, wanted: list[str], by: str, now: str) -> tuple[list[Readmission], list[dict]]:

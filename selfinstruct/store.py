@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,19 +244,17 @@ def empty_file(path: Path) -> bool:
     return path.is_file() and path.stat().st_size == 0
 
 
-def hold_lock(path: Path, what: str) -> int:
+def hold_lock(path: Path, busy: Callable[[str], SelfInstructError]) -> int:
     """Hold an exclusive flock on `path` (created if missing) for as long as the returned descriptor is open,
     writing our pid into it; the OS drops it on any exit, kill -9 included, so a stale lock never blocks.
-    Refuses, naming `path`'s folder and the holder's pid, when another process holds it."""
+    Raises `busy(the holder's pid)` when another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise SelfInstructError(
-            f"{path.parent}: another {what} (pid {pid}) is writing this folder; wait for it to finish or stop it"
-        ) from None
+        raise busy(pid) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -327,21 +325,6 @@ def _refuse_foreign(root: Path) -> None:
                 )
 
 
-def _take_lock(root: Path) -> int:
-    """Hold the run's lock for as long as the returned descriptor is open (the OS drops it on any exit,
-    kill -9 included, so a stale lock cannot block a resume)."""
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise _busy(root, text or "?") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
 def iter_journal(root: Path) -> Iterator[dict]:
     """The journal's events in order, read line by line (it can be large); an unfinished last line is left out."""
     path = Path(root) / JOURNAL
@@ -372,9 +355,8 @@ class RunStore:
     _rejects: JsonlAppender | None = None
     _journal: JsonlAppender | None = None
     _lock: int | None = None
-    _requests: int | None = (
-        None  # requests_lock, once this writer has looked at readmissions for the last time
-    )
+    # requests_lock, held from this writer's last look at readmissions.jsonl until it closes
+    _requests: int | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> RunStore:
@@ -385,7 +367,7 @@ class RunStore:
         root.mkdir(parents=True, exist_ok=True)
         _refuse_foreign(root)
         store = cls(root)
-        store._lock = _take_lock(root)
+        store._lock = hold_lock(root / LOCK, lambda pid: _busy(root, pid))
         try:
             for name in (TASKS, REJECTS, JOURNAL):
                 rep = repair_torn_tail(root / name)

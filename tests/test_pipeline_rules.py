@@ -8,6 +8,7 @@ Run: .venv/bin/pytest -q tests/test_pipeline_rules.py
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -228,68 +229,60 @@ def _lines(path: Path) -> int:
     return path.read_text().count("\n")
 
 
-def test_a_stage_whose_input_changed_since_it_finished_runs_again(tmp_path, server, monkeypatch):
+@pytest.mark.vllm  # the embedded model (trained here, not served)
+def test_a_stage_whose_input_changed_since_it_finished_runs_again(tmp_path, server, embedded_model):
     """`run --stages generate` with a grown target, then `run --stages filter,export,train`, skipped all three:
     `upstream_ran` only saw stages run in the same invocation, so the student stayed trained on the old export.
     Likewise after `selfinstruct generate -n N` on the run. A stage reruns when its inputs or outputs differ
     from those it finished with."""
-    import selfinstruct.pipeline as pipeline
 
-    trained = []
+    def rec(**loop) -> Path:
+        path = recipe(tmp_path, server.url, **loop)
+        data = yaml.safe_load(path.read_text())
+        data["sft"] = {"model": str(embedded_model), "max_length": 64, "trainer": {"max_steps": 1}}
+        path.write_text(yaml.safe_dump(data))
+        return path
 
-    def fake_train(recipe, root, note, *, fresh=False, force=False):  # the tiny rules need no model
-        rows = _lines(root / "export" / "train.jsonl")
-        (root / "student").mkdir(exist_ok=True)
-        (root / "student" / "sft.json").write_text(json.dumps({"rows": rows}))
-        trained.append(rows)
-        return {"used": rows, "out": str(root / "student")}
+    def trained_on() -> int:  # the examples the student was trained from
+        return json.loads((out / "student" / "sft.json").read_text())["result"]["examples"]
 
-    monkeypatch.setattr(pipeline, "_train", fake_train)
     out = tmp_path / "run"
-    code, state = run(recipe(tmp_path, server.url), out, "--stages", "generate,filter,export,train")
+    code, state = run(rec(), out, "--stages", "generate,filter,export,train")
     assert code == 0, state
     first = _lines(out / "export" / "train.jsonl")
-    assert trained == [first]
+    assert trained_on() == first
     first_kept, more = state["stages"]["filter"]["kept"], state["stages"]["generate"]["accepted"] + 5
 
-    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "generate")
+    code, state = run(rec(target=more), out, "--stages", "generate")
     assert code == 0 and state["stages"]["generate"]["accepted"] >= more, state
-    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    code, state = run(rec(target=more), out, "--stages", "filter,export,train")
     assert code == 0, state
     assert state["skipped"] == []
     assert state["stages"]["filter"]["kept"] == _lines(out / "filter" / "kept.jsonl") > first_kept
-    assert trained[-1] == _lines(out / "export" / "train.jsonl") > first
-    code, state = run(
-        recipe(tmp_path, server.url, target=more), out, "--stages", "generate,filter,export,train"
-    )
+    assert trained_on() == _lines(out / "export" / "train.jsonl") > first
+    code, state = run(rec(target=more), out, "--stages", "generate,filter,export,train")
     assert code == 0 and state["skipped"] == ["generate", "filter", "export", "train"], state
 
     # generation outside the pipeline grows the run: every stage after it runs again, and the record is true
     most = state["stages"]["generate"]["accepted"] + 5
-    res = CliRunner().invoke(
-        app, ["generate", str(recipe(tmp_path, server.url)), "--out", str(out), "-n", str(most)]
-    )
+    res = CliRunner().invoke(app, ["generate", str(rec()), "--out", str(out), "-n", str(most)])
     assert res.exit_code == 0, res.output
-    code, state = run(
-        recipe(tmp_path, server.url, target=more), out, "--stages", "generate,filter,export,train"
-    )
+    code, state = run(rec(target=more), out, "--stages", "generate,filter,export,train")
     assert code == 0, state
     assert state["skipped"] == []
     assert state["stages"]["generate"]["accepted"] == _lines(out / "tasks.jsonl") >= most
-    assert trained[-1] == _lines(out / "export" / "train.jsonl") == state["stages"]["export"]["rows"]
+    assert trained_on() == _lines(out / "export" / "train.jsonl") == state["stages"]["export"]["rows"]
 
     # a hand-edited output: the stage that wrote it runs again, and the stages after it
     kept = (out / "filter" / "kept.jsonl").read_text().splitlines(keepends=True)
     (out / "filter" / "kept.jsonl").write_text("".join(kept[:-3]))
-    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    code, state = run(rec(target=more), out, "--stages", "filter,export,train")
     assert code == 0 and state["skipped"] == [], state
     assert _lines(out / "filter" / "kept.jsonl") == len(kept)  # written again from the run's tasks
-    assert trained[-1] == _lines(out / "export" / "train.jsonl")
+    assert trained_on() == _lines(out / "export" / "train.jsonl")
     # touched but the same bytes: still skipped
-    import os
-
     os.utime(out / "export" / "train.jsonl")
-    code, state = run(recipe(tmp_path, server.url, target=more), out, "--stages", "filter,export,train")
+    code, state = run(rec(target=more), out, "--stages", "filter,export,train")
     assert code == 0 and state["skipped"] == ["filter", "export", "train"], state
 
 

@@ -97,7 +97,8 @@ def filter_file(
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
     fresh = [out / name for name in _OWN if not (out / name).exists()]
     out.mkdir(parents=True, exist_ok=True)
-    lock = hold_lock(out / FILTER_LOCK, "filter")  # busy: nothing to clean, the folder is the other's
+    busy = "{}: another filter (pid {}) is writing this folder; wait for it to finish or stop it"
+    lock = hold_lock(out / FILTER_LOCK, lambda pid: SelfInstructError(busy.format(out, pid)))
     state = {"input": str(path), "complete": False}
     started = False
     try:
